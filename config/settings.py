@@ -1,0 +1,469 @@
+"""Load, validate and type hookline's configuration.
+
+One TOML file (``--config`` or ``HOOKLINE_CONFIG``), a few environment overrides,
+validated once at start-up. Every problem is reported with the key it concerns and
+what to do about it, all at once rather than one per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from hookline.errors import ConfigError
+
+#: Environment variable naming the configuration file.
+CONFIG_ENV = "HOOKLINE_CONFIG"
+#: Environment variable overriding ``redis.url``.
+REDIS_URL_ENV = "HOOKLINE_REDIS_URL"
+#: Default dedupe window: Stripe retries for up to 3 days.
+DEFAULT_DEDUPE_WINDOW = 3 * 86400.0
+#: Default replay tolerance for timestamped schemes (providers' reference value).
+DEFAULT_TOLERANCE = 300.0
+#: Default body size limit; GitHub can send up to 25 MB, raise it per source if needed.
+DEFAULT_MAX_BODY = 1024 * 1024
+#: Default backpressure threshold, in jobs waiting in the target queue.
+DEFAULT_MAX_QUEUE_DEPTH = 100_000
+#: Default queue name.
+DEFAULT_QUEUE = "hookline"
+
+SCHEMES = ("standard-webhooks", "svix", "stripe", "github", "shopify", "slack", "hmac")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_LOCATOR = re.compile(r"^(header|body):.+$")
+
+
+def parse_duration(value: object) -> float:
+    """Parse seconds (a number) or a string such as ``"300ms"``, ``"5m"``, ``"3d"``.
+
+    Raises:
+        ValueError: when the value is not a non-negative duration.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30, '5m' or '3d', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value!r}")
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration such as 30, '5m' or '3d', got {value!r}")
+
+
+class Secret:
+    """A secret string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value", "origin")
+
+    def __init__(self, value: str, origin: str) -> None:
+        self._value = value
+        self.origin = origin
+
+    def reveal(self) -> str:
+        """The secret itself; call only where it is used for signing or verifying."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<hidden>, from {self.origin})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base*2**n))."""
+
+    max_attempts: int = 12
+    base_delay: float = 1.0
+    max_delay: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """One webhook source: a URL path segment, a signature scheme and where events go."""
+
+    name: str
+    scheme: str
+    secrets: tuple[Secret, ...]
+    tolerance: float = DEFAULT_TOLERANCE
+    id_from: tuple[str, ...] = ()
+    type_from: tuple[str, ...] = ()
+    queue: str = DEFAULT_QUEUE
+    max_body: int = DEFAULT_MAX_BODY
+    max_queue_depth: int = DEFAULT_MAX_QUEUE_DEPTH
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW
+    keep_headers: tuple[str, ...] = ()
+    signature_header: str | None = None
+    signature_prefix: str = ""
+    signature_encoding: str = "hex"
+    signature_algorithm: str = "sha256"
+    retry: RetryPolicy | None = None
+    unhandled: Literal["ignore", "dead-letter"] = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Where the receiver listens and how it commits to Redis."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Longest a request waits for others to share its Redis round trip.
+    commit_delay: float = 0.0
+    #: Most events committed in one round trip.
+    commit_batch: int = 256
+    #: Seconds a provider is told to wait after a 503.
+    retry_after: int = 5
+    #: Replicas that must confirm a write (Redis WAIT) before a 2xx; 0 to skip.
+    wait_replicas: int = 0
+    wait_timeout: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How workers find and run handlers."""
+
+    handlers: tuple[str, ...] = ()
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    processes: int = 1
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    handler_timeout: float = 30.0
+    #: Dead letters are kept until removed unless this is set.
+    dead_letter_retention: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The on-call web console."""
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    token: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole configuration."""
+
+    redis_url: str | None = None
+    server: ServerSettings = field(default_factory=ServerSettings)
+    sources: Mapping[str, SourceSettings] = field(default_factory=dict)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    path: Path | None = None
+
+    def source_retry(self, source: str) -> RetryPolicy:
+        """The retry policy that applies to ``source``."""
+        src = self.sources.get(source)
+        return src.retry if src is not None and src.retry is not None else self.workers.retry
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads typed values out of nested TOML tables, collecting every problem."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.errors: list[str] = []
+
+    def table(self, data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.errors.append(f"{where}{key}: expected a table, got {type(value).__name__}")
+            return {}
+        return value
+
+    def check_keys(self, data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        for key in data:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                self.errors.append(f"{where}{key}: unknown key; expected one of {hint}")
+
+    def get(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        where: str,
+        default: T,
+        convert: Callable[[Any], T],
+    ) -> T:
+        if key not in data:
+            return default
+        try:
+            return convert(data[key])
+        except (TypeError, ValueError) as exc:
+            self.errors.append(f"{where}{key}: {exc}")
+            return default
+
+
+def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {bound}, got {value}")
+        return value
+
+    return convert
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"expected a name of letters, digits, '_', '-', '.', got {value!r}")
+    return value
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _locators(value: Any) -> tuple[str, ...]:
+    items = _str_list(value)
+    for item in items:
+        if not _LOCATOR.match(item):
+            raise ValueError(f"expected 'header:<name>' or 'body:<json.path>', got {item!r}")
+    return tuple(i.lower() if i.startswith("header:") else i for i in items)
+
+
+def _retry(r: _Reader, data: Mapping[str, Any], where: str, base: RetryPolicy) -> RetryPolicy:
+    r.check_keys(data, {"max_attempts", "base_delay", "max_delay"}, where)
+    policy = RetryPolicy(
+        max_attempts=r.get(data, "max_attempts", where, base.max_attempts, _int(1, 1000)),
+        base_delay=r.get(data, "base_delay", where, base.base_delay, parse_duration),
+        max_delay=r.get(data, "max_delay", where, base.max_delay, parse_duration),
+    )
+    if policy.max_delay < policy.base_delay:
+        r.errors.append(f"{where}max_delay: must be at least base_delay")
+    return policy
+
+
+_SOURCE_KEYS = {
+    "scheme",
+    "secrets",
+    "tolerance",
+    "id",
+    "type",
+    "queue",
+    "max_body",
+    "max_queue_depth",
+    "dedupe_window",
+    "keep_headers",
+    "signature_header",
+    "signature_prefix",
+    "signature_encoding",
+    "signature_algorithm",
+    "retry",
+    "unhandled",
+}
+
+
+def _secrets(r: _Reader, data: Mapping[str, Any], where: str) -> tuple[Secret, ...]:
+    raw = data.get("secrets")
+    if raw is None:
+        r.errors.append(f"{where}secrets: missing; list at least one secret or {{env = NAME}}")
+        return ()
+    if not isinstance(raw, list) or not raw:
+        r.errors.append(f"{where}secrets: empty; list at least one secret or {{env = NAME}}")
+        return ()
+    found: list[Secret] = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str) and item:
+            found.append(Secret(item, f"{where}secrets[{i}]"))
+        elif isinstance(item, dict) and set(item) == {"env"} and isinstance(item["env"], str):
+            name = item["env"]
+            value = r.env.get(name)
+            if value:
+                found.append(Secret(value, f"${name}"))
+            else:
+                r.errors.append(
+                    f"{where}secrets[{i}]: environment variable {name} is not set; "
+                    f"export {name} or remove the entry"
+                )
+        else:
+            r.errors.append(f"{where}secrets[{i}]: expected a string or {{env = NAME}}")
+    return tuple(found)
+
+
+def _source(
+    r: _Reader, name: str, data: Mapping[str, Any], defaults: SourceSettings, retry: RetryPolicy
+) -> SourceSettings:
+    where = f"sources.{name}."
+    if not _NAME.match(name):
+        r.errors.append(f"sources.{name}: a source name may hold letters, digits, '_', '-', '.'")
+    r.check_keys(data, _SOURCE_KEYS, where)
+    scheme = data.get("scheme")
+    if scheme not in SCHEMES:
+        r.errors.append(f"{where}scheme: expected one of {', '.join(SCHEMES)}, got {scheme!r}")
+        scheme = "hmac"
+    src_retry = None
+    if "retry" in data:
+        src_retry = _retry(r, r.table(data, "retry", where), f"{where}retry.", retry)
+    unhandled = data.get("unhandled", "ignore")
+    if unhandled not in ("ignore", "dead-letter"):
+        r.errors.append(f"{where}unhandled: expected 'ignore' or 'dead-letter', got {unhandled!r}")
+        unhandled = "ignore"
+    source = SourceSettings(
+        name=name,
+        scheme=scheme,
+        secrets=_secrets(r, data, where),
+        tolerance=r.get(data, "tolerance", where, defaults.tolerance, parse_duration),
+        id_from=r.get(data, "id", where, (), _locators),
+        type_from=r.get(data, "type", where, (), _locators),
+        queue=r.get(data, "queue", where, defaults.queue, _name),
+        max_body=r.get(data, "max_body", where, defaults.max_body, _int(1)),
+        max_queue_depth=r.get(data, "max_queue_depth", where, defaults.max_queue_depth, _int(1)),
+        dedupe_window=r.get(data, "dedupe_window", where, defaults.dedupe_window, parse_duration),
+        keep_headers=tuple(
+            h.lower() for h in r.get(data, "keep_headers", where, tuple[str, ...](), _str_list)
+        ),
+        signature_header=r.get(data, "signature_header", where, None, _str),
+        signature_prefix=r.get(data, "signature_prefix", where, "", str),
+        signature_encoding=r.get(data, "signature_encoding", where, "hex", _str),
+        signature_algorithm=r.get(data, "signature_algorithm", where, "sha256", _str),
+        retry=src_retry,
+        unhandled=unhandled,
+    )
+    if scheme == "hmac" and source.signature_header is None:
+        r.errors.append(
+            f"{where}signature_header: required for scheme 'hmac' (for example 'X-Signature')"
+        )
+    return source
+
+
+def parse_settings(
+    data: Mapping[str, Any], env: Mapping[str, str], path: Path | None = None
+) -> Settings:
+    """Build :class:`Settings` from parsed TOML and an environment.
+
+    Raises:
+        ConfigError: listing every problem found, each with its key.
+    """
+    r = _Reader(env)
+    r.check_keys(data, {"redis", "server", "receiver", "sources", "workers", "console"}, "")
+
+    redis = r.table(data, "redis", "")
+    r.check_keys(redis, {"url"}, "redis.")
+    redis_url = env.get(REDIS_URL_ENV) or r.get(redis, "url", "redis.", None, _str)
+
+    srv = r.table(data, "server", "")
+    r.check_keys(srv, {f for f in ServerSettings.__dataclass_fields__}, "server.")
+    d = ServerSettings()
+    server = ServerSettings(
+        host=r.get(srv, "host", "server.", d.host, _str),
+        port=r.get(srv, "port", "server.", d.port, _int(0, 65535)),
+        commit_delay=r.get(srv, "commit_delay", "server.", d.commit_delay, parse_duration),
+        commit_batch=r.get(srv, "commit_batch", "server.", d.commit_batch, _int(1, 10_000)),
+        retry_after=r.get(srv, "retry_after", "server.", d.retry_after, _int(1)),
+        wait_replicas=r.get(srv, "wait_replicas", "server.", d.wait_replicas, _int(0, 100)),
+        wait_timeout=r.get(srv, "wait_timeout", "server.", d.wait_timeout, parse_duration),
+    )
+
+    wrk = r.table(data, "workers", "")
+    r.check_keys(
+        wrk,
+        {"handlers", "queues", "processes", "retry", "handler_timeout", "dead_letter_retention"},
+        "workers.",
+    )
+    wd = WorkerSettings()
+    retry = _retry(r, r.table(wrk, "retry", "workers."), "workers.retry.", wd.retry)
+    retention = r.get(wrk, "dead_letter_retention", "workers.", None, parse_duration)
+    workers = WorkerSettings(
+        handlers=r.get(wrk, "handlers", "workers.", wd.handlers, _str_list),
+        queues=r.get(wrk, "queues", "workers.", wd.queues, _str_list),
+        processes=r.get(wrk, "processes", "workers.", wd.processes, _int(1, 256)),
+        retry=retry,
+        handler_timeout=r.get(
+            wrk, "handler_timeout", "workers.", wd.handler_timeout, parse_duration
+        ),
+        dead_letter_retention=retention,
+    )
+
+    rcv = r.table(data, "receiver", "")
+    r.check_keys(
+        rcv, {"tolerance", "queue", "max_body", "max_queue_depth", "dedupe_window"}, "receiver."
+    )
+    base = SourceSettings(name="", scheme="hmac", secrets=())
+    defaults = SourceSettings(
+        name="",
+        scheme="hmac",
+        secrets=(),
+        tolerance=r.get(rcv, "tolerance", "receiver.", base.tolerance, parse_duration),
+        queue=r.get(rcv, "queue", "receiver.", base.queue, _name),
+        max_body=r.get(rcv, "max_body", "receiver.", base.max_body, _int(1)),
+        max_queue_depth=r.get(rcv, "max_queue_depth", "receiver.", base.max_queue_depth, _int(1)),
+        dedupe_window=r.get(rcv, "dedupe_window", "receiver.", base.dedupe_window, parse_duration),
+    )
+    sources = {
+        name: _source(
+            r, name, r.table(r.table(data, "sources", ""), name, "sources."), defaults, retry
+        )
+        for name in r.table(data, "sources", "")
+    }
+
+    con = r.table(data, "console", "")
+    r.check_keys(con, {"host", "port", "token"}, "console.")
+    cd = ConsoleSettings()
+    token_raw = env.get("HOOKLINE_CONSOLE_TOKEN") or r.get(con, "token", "console.", None, _str)
+    console = ConsoleSettings(
+        host=r.get(con, "host", "console.", cd.host, _str),
+        port=r.get(con, "port", "console.", cd.port, _int(0, 65535)),
+        token=Secret(token_raw, "console.token") if token_raw else None,
+    )
+
+    if r.errors:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(r.errors))
+    return Settings(
+        redis_url=redis_url,
+        server=server,
+        sources=sources,
+        workers=workers,
+        console=console,
+        path=path,
+    )
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load the configuration file named by ``path`` or ``$HOOKLINE_CONFIG``.
+
+    Raises:
+        ConfigError: when the file cannot be read or parsed, or is invalid.
+    """
+    env = os.environ if env is None else env
+    chosen = path or env.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError(f"no configuration file: pass --config FILE or set {CONFIG_ENV}")
+    file = Path(chosen)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {file}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+    return parse_settings(data, env, file)

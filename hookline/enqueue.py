@@ -1,0 +1,179 @@
+"""Enqueue envelopes as RQ jobs, deduplicated, in one atomic step.
+
+Each job is a real RQ job (``rq info`` lists it; ``rq worker -S json`` can run it):
+function :data:`JOB_FUNC`, one argument, the list of envelopes it carries. Several
+events committed in the same round trip to the same queue share one job, so that
+the per-job cost of RQ's bookkeeping is paid once for all of them.
+
+One Lua script commits a whole batch. It reads and checks everything before it
+writes anything, so an error leaves nothing behind, and it writes each job before
+the dedupe markers that point at it: there is never a dedupe marker without its job.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from hookline import keys
+from hookline.envelope import Envelope
+
+#: The function every hookline job calls, importable by a stock RQ worker.
+JOB_FUNC = "workers.jobs.process"
+#: RQ job timeout written into each job (seconds); hookline's own worker uses its own.
+JOB_TIMEOUT = 600
+
+
+class Outcome(enum.IntEnum):
+    """What happened to one event of a batch."""
+
+    ENQUEUED = 0
+    DUPLICATE = 1
+    QUEUE_FULL = 2
+    QUEUE_BROKEN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One event to commit: its envelope and how long its dedupe marker lives (0: no dedupe)."""
+
+    envelope: Envelope
+    dedupe_ttl: float
+    max_depth: int = 0
+
+
+# KEYS: rq:queues, then per group: queue key, job key, one dedupe key per event.
+# ARGV: created_at, group count, then per group: queue key, job id, max depth (0: none),
+#       event count, timeout, description, then per event: dedupe ttl ms (0: none), envelope.
+_SCRIPT = """
+local now, ngroups = ARGV[1], tonumber(ARGV[2])
+local result, groups = {}, {}
+local k, a, n = 2, 3, 0
+local batch_seen = {}
+for g = 1, ngroups do
+  local qkey, jkey = KEYS[k], KEYS[k + 1]
+  local qname, jid = ARGV[a], ARGV[a + 1]
+  local maxdepth, count = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local timeout, descr = ARGV[a + 4], ARGV[a + 5]
+  k, a = k + 2, a + 6
+  local qtype = redis.call('TYPE', qkey)['ok']
+  local verdict = nil
+  if qtype ~= 'list' and qtype ~= 'none' then
+    verdict = 3
+  elseif maxdepth > 0 and redis.call('LLEN', qkey) >= maxdepth then
+    verdict = 2
+  end
+  local kept, marks = {}, {}
+  for e = 1, count do
+    local skey, ttl, env = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
+    k, a, n = k + 1, a + 2, n + 1
+    if verdict then
+      result[n] = verdict
+    elseif ttl > 0 and (batch_seen[skey] or redis.call('EXISTS', skey) == 1) then
+      result[n] = 1
+    else
+      result[n] = 0
+      kept[#kept + 1] = env
+      if ttl > 0 then
+        batch_seen[skey] = true
+        marks[#marks + 1] = {skey, ttl}
+      end
+    end
+  end
+  if #kept > 0 then
+    groups[#groups + 1] = {qkey, jkey, qname, jid, timeout, descr, kept, marks}
+  end
+end
+for _, grp in ipairs(groups) do
+  local qkey, jkey, qname, jid, timeout, descr, kept, marks = unpack(grp)
+  local data = '["' .. ARGV[#ARGV] .. '",null,[[' .. table.concat(kept, ',') .. ']],{}]'
+  redis.call('HSET', jkey, 'data', data, 'created_at', now, 'enqueued_at', now,
+    'origin', qname, 'status', 'queued', 'timeout', timeout, 'description', descr,
+    'worker_name', '', 'started_at', '', 'ended_at', '', 'last_heartbeat', '')
+  redis.call('RPUSH', qkey, jid)
+  redis.call('SADD', KEYS[1], qkey)
+  for _, m in ipairs(marks) do
+    redis.call('SET', m[1], jid, 'PX', m[2])
+  end
+end
+return result
+"""
+
+
+def rq_timestamp(when: datetime | None = None) -> str:
+    """A time in RQ's own string format."""
+    return (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _arguments(batch: Sequence[Pending]) -> tuple[list[str], list[Any]]:
+    groups: dict[str, list[Pending]] = {}
+    for item in batch:
+        groups.setdefault(item.envelope.queue, []).append(item)
+    script_keys: list[str] = [keys.RQ_QUEUES]
+    args: list[Any] = [rq_timestamp(), len(groups)]
+    order: list[Pending] = []
+    for queue, items in groups.items():
+        job_id = uuid.uuid4().hex
+        sources = sorted({i.envelope.source for i in items})
+        script_keys += [keys.rq_queue(queue), keys.rq_job(job_id)]
+        max_depth = max((i.max_depth for i in items), default=0)
+        args += [
+            queue,
+            job_id,
+            max_depth,
+            len(items),
+            JOB_TIMEOUT,
+            f"hookline: {len(items)} event(s) from {', '.join(sources)}",
+        ]
+        for item in items:
+            env = item.envelope
+            script_keys.append(keys.seen(env.source, env.id))
+            args += [int(item.dedupe_ttl * 1000), env.to_json()]
+            order.append(item)
+    args.append(JOB_FUNC)
+    return script_keys, args
+
+
+def _outcomes(batch: Sequence[Pending], raw: Sequence[int]) -> list[Outcome]:
+    """Map the script's grouped answers back to the order of ``batch``."""
+    groups: dict[str, list[int]] = {}
+    for index, item in enumerate(batch):
+        groups.setdefault(item.envelope.queue, []).append(index)
+    flat = [index for indexes in groups.values() for index in indexes]
+    result = [Outcome.ENQUEUED] * len(batch)
+    for index, code in zip(flat, raw, strict=True):
+        result[index] = Outcome(int(code))
+    return result
+
+
+class AsyncEnqueuer:
+    """Commits batches with an asyncio client: one round trip per batch."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._script = client.register_script(_SCRIPT)
+
+    async def commit(self, batch: Sequence[Pending]) -> list[Outcome]:
+        """Commit ``batch`` atomically and return each event's outcome, in order."""
+        script_keys, args = _arguments(batch)
+        raw = await self._script(keys=script_keys, args=args)
+        return _outcomes(batch, raw)
+
+
+class Enqueuer:
+    """Commits batches with a blocking client (workers, replays, command-line tools)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._script = client.register_script(_SCRIPT)
+
+    def commit(self, batch: Sequence[Pending]) -> list[Outcome]:
+        """Commit ``batch`` atomically and return each event's outcome, in order."""
+        script_keys, args = _arguments(batch)
+        raw = self._script(keys=script_keys, args=args)
+        return _outcomes(batch, raw)

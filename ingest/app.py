@@ -1,0 +1,265 @@
+"""The HTTP receiver: authenticate, commit to Redis, then acknowledge.
+
+``create_app(settings)`` builds the aiohttp application; its state lives under
+``web.AppKey``s and its Redis pool and group committer in a cleanup context.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from config.settings import Settings, SourceSettings
+from hookline.connection import async_client
+from hookline.enqueue import Outcome, Pending
+from hookline.envelope import Envelope
+from hookline.errors import ConfigError, ExtractionError, TimestampError, VerificationError
+from ingest.commit import GroupCommitter
+from ingest.extract import RequestFields
+from ingest.schemes import Scheme, get_scheme
+
+log = structlog.get_logger("hookline.ingest")
+
+#: Headers kept in every envelope besides the scheme's own.
+BASE_HEADERS = ("content-type", "user-agent")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSource:
+    """A source with its scheme built and its secrets turned into keys once, at start-up."""
+
+    settings: SourceSettings
+    scheme: Scheme
+    keys: tuple[bytes, ...]
+    id_from: tuple[str, ...]
+    type_from: tuple[str, ...]
+
+    def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers worth storing with the event."""
+        prefixes = self.scheme.header_prefixes
+        extra = self.settings.keep_headers
+        return {
+            name.lower(): value
+            for name, value in headers.items()
+            if (low := name.lower()) in BASE_HEADERS or low in extra or low.startswith(prefixes)
+        }
+
+
+def prepare_source(source: SourceSettings) -> PreparedSource:
+    """Build a source's scheme and keys.
+
+    Raises:
+        ConfigError: when the scheme options or a secret are unusable.
+    """
+    try:
+        scheme = get_scheme(
+            source.scheme,
+            header=source.signature_header,
+            prefix=source.signature_prefix,
+            encoding=source.signature_encoding,
+            algorithm=source.signature_algorithm,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"sources.{source.name}.scheme: {exc}") from None
+    keys = []
+    for secret in source.secrets:
+        try:
+            keys.append(scheme.key(secret.reveal()))
+        except ValueError as exc:
+            raise ConfigError(f"{secret.origin}: {exc}") from None
+    return PreparedSource(
+        settings=source,
+        scheme=scheme,
+        keys=tuple(keys),
+        id_from=source.id_from or scheme.default_id,
+        type_from=source.type_from or scheme.default_type,
+    )
+
+
+SETTINGS = web.AppKey("settings", Settings)
+SOURCES = web.AppKey("sources", dict[str, PreparedSource])
+REDIS = web.AppKey("redis", aioredis.Redis)
+COMMITTER = web.AppKey("committer", GroupCommitter)
+READY = web.AppKey("ready", list[bool])
+
+
+def _json(status: int, payload: object, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(payload),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error(
+    status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return _json(status, {"error": error, "detail": detail}, headers)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """Read at most ``limit`` bytes; stop reading as soon as the body is larger."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive(request: web.Request) -> web.Response:
+    """``POST /hooks/{source}``: verify, extract, commit, acknowledge."""
+    started = time.perf_counter()
+    name = request.match_info["source"]
+    source = request.app[SOURCES].get(name)
+    fields: dict[str, object] = {"source": name}
+    response = await _receive(request, source, fields)
+    fields["status"] = response.status
+    fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    if response.status >= 500:
+        log.warning("webhook", **fields)
+    else:
+        log.info("webhook", **fields)
+    return response
+
+
+async def _receive(
+    request: web.Request, source: PreparedSource | None, fields: dict[str, object]
+) -> web.Response:
+    app = request.app
+    if source is None:
+        fields["outcome"] = "unknown-source"
+        return _error(404, "unknown-source", "no source of that name is configured")
+    try:
+        body = await _read_body(request, source.settings.max_body)
+    except _TooLarge:
+        fields["outcome"] = "too-large"
+        return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
+    now = time.time()
+    try:
+        source.scheme.verify(
+            body, request.headers, source.keys, tolerance=source.settings.tolerance, now=now
+        )
+    except TimestampError as exc:
+        fields["outcome"] = "stale"
+        return _error(401, "timestamp", str(exc))
+    except VerificationError as exc:
+        fields["outcome"] = "bad-signature"
+        return _error(401, "signature", str(exc))
+
+    parsed = RequestFields(request.headers, body)
+    if source.settings.scheme == "slack":
+        payload = parsed.body()
+        if isinstance(payload, dict) and payload.get("type") == "url_verification":
+            fields["outcome"] = "challenge"
+            return _json(200, {"challenge": payload.get("challenge", "")})
+    try:
+        event_id = parsed.first(source.id_from, "id")
+        event_type = parsed.first(source.type_from, "type")
+    except ExtractionError as exc:
+        fields["outcome"] = "no-id-or-type"
+        return _error(400, "unreadable-event", str(exc))
+    fields["event_id"] = event_id
+    fields["event_type"] = event_type
+
+    envelope = Envelope(
+        source=source.settings.name,
+        id=event_id,
+        type=event_type,
+        received_at=now,
+        headers=source.kept_headers(request.headers),
+        body=body,
+        queue=source.settings.queue,
+    )
+    pending = Pending(envelope, source.settings.dedupe_window, source.settings.max_queue_depth)
+    retry_after = {"Retry-After": str(app[SETTINGS].server.retry_after)}
+    try:
+        outcome = await app[COMMITTER].submit(pending)
+    except Exception as exc:  # Redis down, timed out, or shutting down: the provider retries
+        fields["outcome"] = "redis-unavailable"
+        fields["error"] = type(exc).__name__
+        return _error(503, "unavailable", "event store unavailable; retry later", retry_after)
+    fields["outcome"] = outcome.name.lower()
+    if outcome is Outcome.ENQUEUED:
+        return _json(202, {"id": event_id})
+    if outcome is Outcome.DUPLICATE:
+        return _json(200, {"id": event_id, "duplicate": True})
+    if outcome is Outcome.QUEUE_FULL:
+        return _error(503, "backpressure", "queue is full; retry later", retry_after)
+    return _error(503, "unavailable", "queue key is not a list; see logs", retry_after)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return _json(200, {"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: Redis answers and the receiver is not shutting down."""
+    if not request.app[READY][0]:
+        return _json(503, {"status": "stopping"})
+    try:
+        await request.app[REDIS].ping()
+    except Exception:  # any failure to reach Redis means not ready
+        return _json(503, {"status": "redis-unreachable"})
+    return _json(200, {"status": "ready"})
+
+
+def create_app(settings: Settings, redis_url: str | None = None) -> web.Application:
+    """Build the receiver application for ``settings``.
+
+    Args:
+        settings: the validated configuration.
+        redis_url: overrides ``settings.redis_url`` (for the embedded server).
+
+    Raises:
+        ConfigError: when no Redis URL is known, or a source is unusable.
+    """
+    url = redis_url or settings.redis_url
+    if not url:
+        raise ConfigError("redis.url: not set; set it in the file or HOOKLINE_REDIS_URL")
+    sources = {name: prepare_source(src) for name, src in settings.sources.items()}
+    largest = max((s.max_body for s in settings.sources.values()), default=1024**2)
+    app = web.Application(client_max_size=largest)
+    app[SETTINGS] = settings
+    app[SOURCES] = sources
+    app[READY] = [False]
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        client = async_client(url)
+        committer = GroupCommitter(
+            client, max_batch=settings.server.commit_batch, delay=settings.server.commit_delay
+        )
+        committer.start()
+        app[REDIS] = client
+        app[COMMITTER] = committer
+        app[READY][0] = True
+        yield
+        app[READY][0] = False
+        await committer.close()
+        await client.aclose()
+
+    async def not_ready(app: web.Application) -> None:
+        app[READY][0] = False
+
+    app.cleanup_ctx.append(redis_ctx)
+    app.on_shutdown.append(not_ready)
+    app.router.add_post("/hooks/{source}", receive)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,1 @@
+"""The processing side: RQ-compatible workers running idempotent handlers."""
