@@ -43,7 +43,7 @@ class PreparedSource:
     def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers worth storing with the event."""
         prefixes = self.scheme.header_prefixes
-        extra = self.settings.keep_headers
+        extra = (*self.settings.keep_headers, self.scheme.signature_header.lower())
         return {
             name.lower(): value
             for name, value in headers.items()

@@ -33,11 +33,9 @@ def _encode(digest: bytes, encoding: str) -> str:
 
 def _decode(value: str, encoding: str) -> bytes | None:
     """Decode one candidate signature to raw bytes, or ``None`` if it is malformed."""
-    if not value.isascii():
-        return None
     try:
         return bytes.fromhex(value) if encoding == "hex" else base64.b64decode(value, validate=True)
-    except ValueError:  # binascii.Error is a ValueError
+    except ValueError:  # binascii.Error is one; so is any non-ASCII input
         return None
 
 
