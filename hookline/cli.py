@@ -99,6 +99,60 @@ def send(
         sys.exit(1)
 
 
+def _queues(value: tuple[str, ...]) -> list[str]:
+    return [q.strip() for item in value for q in item.split(",") if q.strip()]
+
+
+@main.command()
+@config_option
+@click.option(
+    "--queues",
+    "-q",
+    multiple=True,
+    help="Queues to work, in priority order (comma-separated or repeated). "
+    "Default: workers.queues.",
+)
+@click.option(
+    "--processes",
+    "-n",
+    type=click.IntRange(1, 256),
+    help="Worker processes (default: workers.processes).",
+)
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--log-level", default="info", show_default=True)
+def work(
+    config_path: str | None,
+    queues: tuple[str, ...],
+    processes: int | None,
+    burst: bool,
+    log_level: str,
+) -> None:
+    """Run worker processes under a supervisor that restarts any that die."""
+    from workers.handlers import load_router
+    from workers.supervisor import Supervisor
+
+    settings = load(config_path)
+    configure_logging(log_level)
+    if not settings.redis_url:
+        raise click.ClickException(
+            f"redis.url is not set: set it in the configuration or {REDIS_URL_ENV}"
+        )
+    if os.getcwd() not in sys.path:  # handler modules are found from here, as with `rq worker`
+        sys.path.insert(0, os.getcwd())
+    try:
+        load_router(settings.workers.handlers)  # fail here, once, not in every child
+    except HooklineError as exc:
+        raise click.ClickException(str(exc)) from None
+    supervisor = Supervisor(
+        settings,
+        settings.redis_url,
+        processes=processes or settings.workers.processes,
+        queues=_queues(queues) or list(settings.workers.queues),
+        burst=burst,
+    )
+    sys.exit(supervisor.run())
+
+
 @main.command()
 @config_option
 @click.option(
@@ -126,7 +180,10 @@ def dev(config_path: str | None, data_dir: str, port: int | None) -> None:
     env = {**os.environ, CONFIG_ENV: path, REDIS_URL_ENV: url}
     exe = [sys.executable, "-m", "hookline"]
     serve_cmd = [*exe, "serve"] + (["--port", str(port)] if port is not None else [])
-    children = [subprocess.Popen(serve_cmd, env=env)]  # noqa: S603 -- our own command
+    children = [
+        subprocess.Popen(serve_cmd, env=env),  # noqa: S603 -- our own command
+        subprocess.Popen([*exe, "work"], env=env),  # noqa: S603 -- our own command
+    ]
     bind_port = port or settings.server.port
     source = next(iter(settings.sources), "SOURCE")
     click.echo(
@@ -157,3 +214,18 @@ def dev(config_path: str | None, data_dir: str, port: int | None) -> None:
     failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
     if failed:
         raise click.ClickException(f"a process exited with an error: {failed[0].args!r}")
+
+
+@main.command()
+@config_option
+def check(config_path: str | None) -> None:
+    """Check the configuration, each source and Redis; exit 1 on any error.
+
+    Warnings (Redis settings that can lose events) are printed but do not fail.
+    """
+    from hookline.check import has_errors, render, run_checks
+
+    findings = run_checks(config_path, os.environ)
+    click.echo(render(findings))
+    if has_errors(findings):
+        sys.exit(1)

@@ -178,3 +178,8 @@ class EmbeddedRedis:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def as_str(value: object) -> str:
+    """A Redis reply (bytes with the default client) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from hookline import keys
 from hookline.envelope import Envelope
+from hookline.lua import WRITE_JOB
 
 #: The function every hookline job calls, importable by a stock RQ worker.
 JOB_FUNC = "workers.jobs.process"
@@ -52,7 +53,9 @@ class Pending:
 # KEYS: rq:queues, then per group: queue key, job key, one dedupe key per event.
 # ARGV: created_at, group count, then per group: queue key, job id, max depth (0: none),
 #       event count, timeout, description, then per event: dedupe ttl ms (0: none), envelope.
-_SCRIPT = """
+_SCRIPT = (
+    WRITE_JOB
+    + """
 local now, ngroups = ARGV[1], tonumber(ARGV[2])
 local result, groups = {}, {}
 local k, a, n = 2, 3, 0
@@ -93,18 +96,14 @@ for g = 1, ngroups do
 end
 for _, grp in ipairs(groups) do
   local qkey, jkey, qname, jid, timeout, descr, kept, marks = unpack(grp)
-  local data = '["' .. ARGV[#ARGV] .. '",null,[[' .. table.concat(kept, ',') .. ']],{}]'
-  redis.call('HSET', jkey, 'data', data, 'created_at', now, 'enqueued_at', now,
-    'origin', qname, 'status', 'queued', 'timeout', timeout, 'description', descr,
-    'worker_name', '', 'started_at', '', 'ended_at', '', 'last_heartbeat', '')
-  redis.call('RPUSH', qkey, jid)
-  redis.call('SADD', KEYS[1], qkey)
+  write_job(qkey, jkey, qname, jid, now, timeout, descr, ARGV[#ARGV], kept, false)
   for _, m in ipairs(marks) do
     redis.call('SET', m[1], jid, 'PX', m[2])
   end
 end
 return result
 """
+)
 
 
 def rq_timestamp(when: datetime | None = None) -> str:

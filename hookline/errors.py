@@ -29,3 +29,19 @@ class BackpressureError(HooklineError):
 
 class EmbeddedRedisError(HooklineError):
     """Raised when no redis-server binary can be found or started for the embedded default."""
+
+
+class PermanentError(HooklineError):
+    """Raised by a handler when retrying cannot help: the event is dead-lettered at once."""
+
+
+class HandlerTimeout(HooklineError):
+    """Raised inside a handler that ran past the configured handler timeout."""
+
+
+class HandlerLoadError(HooklineError):
+    """Raised when a configured handler module cannot be imported or registers nothing."""
+
+
+class DeadLetterError(HooklineError):
+    """Raised when a dead-letter operation names an entry that does not exist."""

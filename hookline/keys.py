@@ -37,3 +37,53 @@ def done(source: str, event_id: str) -> str:
 def lease(source: str, event_id: str) -> str:
     """Worker lease: one worker at a time runs an event."""
     return f"{PREFIX}:lease:{source}:{event_id}"
+
+
+def retries() -> str:
+    """Sorted set of envelopes waiting for their next attempt, scored by due time."""
+    return f"{PREFIX}:retry"
+
+
+def workers() -> str:
+    """Set of the names of registered workers."""
+    return f"{PREFIX}:workers"
+
+
+def worker(name: str) -> str:
+    """A worker's heartbeat: exists while the worker is alive."""
+    return f"{PREFIX}:worker:{name}"
+
+
+def worker_jobs(name: str) -> str:
+    """The list of job ids a worker has claimed and not yet finished."""
+    return f"{PREFIX}:worker:{name}:jobs"
+
+
+def ignored() -> str:
+    """Hash counting events that had no handler, by source."""
+    return f"{PREFIX}:ignored"
+
+
+def dlq_index() -> str:
+    """Sorted set of every dead letter id, scored by the time it died."""
+    return f"{PREFIX}:dlq"
+
+
+def dlq_source_index(source: str) -> str:
+    """Sorted set of the dead letter ids of one source, scored by the time they died."""
+    return f"{PREFIX}:dlq:source:{source}"
+
+
+def dlq_entry(entry_id: str) -> str:
+    """One dead letter, as JSON."""
+    return f"{PREFIX}:dlq:entry:{entry_id}"
+
+
+def dlq_counts(dimension: str) -> str:
+    """Hash of dead-letter counts by ``dimension`` (``source``, ``type`` or ``error``)."""
+    return f"{PREFIX}:dlq:count:{dimension}"
+
+
+def broken_jobs() -> str:
+    """List of ids of jobs whose data is not hookline's, set aside for inspection."""
+    return f"{PREFIX}:broken-jobs"

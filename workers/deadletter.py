@@ -1,0 +1,320 @@
+"""The dead-letter queue: events that could not succeed, kept until an operator acts.
+
+Storage (keys in :mod:`hookline.keys`): each dead letter is one JSON string; a sorted
+set indexes all of them by the time they died and one per source does the same; three
+hashes count them by source, by ``source/type`` and by error type, kept exact by the
+scripts that add and remove entries. Nothing expires unless a retention is configured.
+
+A dead letter's id is derived from its source and event id, so the same event dead
+twice is one entry, and moving an entry back to its queue is one atomic script: a
+replay interrupted anywhere loses nothing and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from hookline import keys
+from hookline.connection import as_str
+from hookline.enqueue import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
+from hookline.envelope import Envelope
+from hookline.errors import DeadLetterError
+from hookline.lua import WRITE_JOB
+
+# Lua helpers to keep the counters exact; an entry is decoded to find its dimensions.
+_COUNTERS = """
+local function count(entry, delta)
+  local e = cjson.decode(entry)
+  local env = e['envelope']
+  redis.call('HINCRBY', KEYS[1], env['source'], delta)
+  redis.call('HINCRBY', KEYS[2], env['source'] .. '/' .. env['type'], delta)
+  redis.call('HINCRBY', KEYS[3], e['error_type'], delta)
+  return e
+end
+local function remove(id, prefix, index, source_prefix)
+  local ekey = prefix .. id
+  local old = redis.call('GET', ekey)
+  if not old then return nil end
+  local e = count(old, -1)
+  redis.call('DEL', ekey)
+  redis.call('ZREM', index, id)
+  redis.call('ZREM', source_prefix .. e['envelope']['source'], id)
+  return e
+end
+"""
+
+# KEYS: 3 counters, index, source index, entry key, [lease key]
+# ARGV: id, dead_at, entry json, entry prefix, source index prefix, [lease owner]
+_ADD = (
+    _COUNTERS
+    + """
+remove(ARGV[1], ARGV[4], KEYS[4], ARGV[5])
+redis.call('SET', KEYS[6], ARGV[3])
+count(ARGV[3], 1)
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+if KEYS[7] and redis.call('GET', KEYS[7]) == ARGV[6] then
+  redis.call('DEL', KEYS[7])
+end
+return 1
+"""
+)
+
+# KEYS: 3 counters, index. ARGV: entry prefix, source index prefix, now, func, timeout, ids...
+_REPLAY = (
+    WRITE_JOB
+    + _COUNTERS
+    + """
+local moved = {}
+for i = 6, #ARGV do
+  local id = ARGV[i]
+  local raw = redis.call('GET', ARGV[1] .. id)
+  if raw then
+    local e = remove(id, ARGV[1], KEYS[4], ARGV[2])
+    local env = e['envelope']
+    env['attempts'] = {}
+    local queue = env['queue']
+    local jid = 'dlq-' .. id .. '-' .. redis.call('INCR', 'hookline:dlq:replays')
+    write_job('rq:queue:' .. queue, 'rq:job:' .. jid, queue, jid, ARGV[3], ARGV[5],
+      'hookline: replay of dead letter ' .. id, ARGV[4], {cjson.encode(env)}, false)
+    moved[#moved + 1] = id
+  end
+end
+return moved
+"""
+)
+
+# KEYS: 3 counters, index. ARGV: entry prefix, source index prefix, ids...
+_DELETE = (
+    _COUNTERS
+    + """
+local removed = {}
+for i = 3, #ARGV do
+  if remove(ARGV[i], ARGV[1], KEYS[4], ARGV[2]) then removed[#removed + 1] = ARGV[i] end
+end
+return removed
+"""
+)
+
+
+def entry_id(source: str, event_id: str) -> str:
+    """The dead letter id of an event: stable, short, safe to type in a shell."""
+    return hashlib.sha256(f"{source}\n{event_id}".encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead event and why it died.
+
+    Attributes:
+        id: the dead letter id (see :func:`entry_id`).
+        dead_at: unix time it was dead-lettered.
+        reason: ``exhausted`` (out of attempts), ``permanent`` or ``unhandled``.
+        error_type: the last error's class name.
+        error_message: the last error's message.
+        worker: the worker that ran the last attempt.
+        envelope: the event, with every attempt's record in ``envelope.attempts``.
+    """
+
+    id: str
+    dead_at: float
+    reason: str
+    error_type: str
+    error_message: str
+    worker: str
+    envelope: Envelope
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (also the stored form)."""
+        return {
+            "id": self.id,
+            "dead_at": self.dead_at,
+            "reason": self.reason,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+            "worker": self.worker,
+            "envelope": self.envelope.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DeadLetter:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            id=str(data["id"]),
+            dead_at=float(data["dead_at"]),
+            reason=str(data["reason"]),
+            error_type=str(data["error_type"]),
+            error_message=str(data["error_message"]),
+            worker=str(data["worker"]),
+            envelope=Envelope.from_dict(data["envelope"]),
+        )
+
+
+def _counter_keys() -> list[str]:
+    return [keys.dlq_counts("source"), keys.dlq_counts("type"), keys.dlq_counts("error")]
+
+
+_ENTRY_PREFIX = keys.dlq_entry("")
+_SOURCE_PREFIX = keys.dlq_source_index("")
+
+
+class DeadLetters:
+    """The Python API over the dead-letter queue: add, list, fetch, replay, delete."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._add = client.register_script(_ADD)
+        self._replay = client.register_script(_REPLAY)
+        self._delete = client.register_script(_DELETE)
+
+    def add(
+        self,
+        envelope: Envelope,
+        *,
+        reason: str,
+        worker: str,
+        lease: tuple[str, str] | None = None,
+        now: float | None = None,
+    ) -> DeadLetter:
+        """Dead-letter ``envelope`` (its ``attempts`` hold the errors), atomically.
+
+        Args:
+            envelope: the event with every attempt recorded.
+            reason: ``exhausted``, ``permanent`` or ``unhandled``.
+            worker: the worker that gives up on it.
+            lease: (lease key, owner) released in the same step, if held.
+            now: the time of death (default: now).
+        """
+        last = envelope.attempts[-1] if envelope.attempts else {}
+        letter = DeadLetter(
+            id=entry_id(envelope.source, envelope.id),
+            dead_at=time.time() if now is None else now,
+            reason=reason,
+            error_type=str(last.get("error_type", reason)),
+            error_message=str(last.get("message", "")),
+            worker=worker,
+            envelope=envelope,
+        )
+        script_keys = [
+            *_counter_keys(),
+            keys.dlq_index(),
+            keys.dlq_source_index(envelope.source),
+            keys.dlq_entry(letter.id),
+        ]
+        args: list[Any] = [
+            letter.id,
+            letter.dead_at,
+            orjson.dumps(letter.to_dict()),
+            _ENTRY_PREFIX,
+            _SOURCE_PREFIX,
+        ]
+        if lease is not None:
+            script_keys.append(lease[0])
+            args.append(lease[1])
+        self._add(keys=script_keys, args=args)
+        return letter
+
+    def get(self, entry: str) -> DeadLetter:
+        """Fetch one dead letter.
+
+        Raises:
+            DeadLetterError: when there is no entry with that id.
+        """
+        raw = self.client.get(keys.dlq_entry(entry))
+        if raw is None:
+            raise DeadLetterError(f"no dead letter with id {entry!r}")
+        return DeadLetter.from_dict(orjson.loads(raw))
+
+    def get_many(self, ids: Sequence[str]) -> list[DeadLetter]:
+        """Fetch several dead letters in one round trip, skipping ids that are gone."""
+        if not ids:
+            return []
+        raws = self.client.mget([keys.dlq_entry(i) for i in ids])
+        return [DeadLetter.from_dict(orjson.loads(raw)) for raw in raws if raw is not None]
+
+    def count(self, source: str | None = None) -> int:
+        """How many dead letters there are (of one source)."""
+        index = keys.dlq_source_index(source) if source else keys.dlq_index()
+        return int(self.client.zcard(index))
+
+    def counts(self, dimension: str) -> dict[str, int]:
+        """Non-zero counts by ``source``, ``type`` (``source/type``) or ``error`` type."""
+        raw = self.client.hgetall(keys.dlq_counts(dimension))
+        return {as_str(k): int(v) for k, v in raw.items() if int(v) > 0}
+
+    def oldest_newest(self) -> tuple[float, float] | None:
+        """Times of death of the oldest and newest dead letters, or ``None`` when empty."""
+        first = self.client.zrange(keys.dlq_index(), 0, 0, withscores=True)
+        last = self.client.zrange(keys.dlq_index(), -1, -1, withscores=True)
+        if not first or not last:
+            return None
+        return float(first[0][1]), float(last[0][1])
+
+    def scan(
+        self,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        newest_first: bool = True,
+        chunk: int = 500,
+    ) -> Iterator[DeadLetter]:
+        """Iterate dead letters by time of death, reading ``chunk`` at a time.
+
+        Only the ids of one chunk and their entries are in memory at once.
+        """
+        index = keys.dlq_source_index(source) if source else keys.dlq_index()
+        low = "-inf" if since is None else since
+        high = "+inf" if until is None else until
+        offset = 0
+        while True:
+            if newest_first:
+                ids = self.client.zrevrangebyscore(index, high, low, start=offset, num=chunk)
+            else:
+                ids = self.client.zrangebyscore(index, low, high, start=offset, num=chunk)
+            if not ids:
+                return
+            yield from self.get_many([as_str(i) for i in ids])
+            if len(ids) < chunk:
+                return
+            offset += chunk
+
+    def replay(self, ids: Sequence[str]) -> list[str]:
+        """Move entries back to their queues with a fresh set of attempts, atomically.
+
+        Returns the ids that were moved (ids already gone are skipped, so a replay
+        run again after an interruption continues where it stopped).
+        """
+        if not ids:
+            return []
+        moved = self._replay(
+            keys=[*_counter_keys(), keys.dlq_index()],
+            args=[_ENTRY_PREFIX, _SOURCE_PREFIX, rq_timestamp(), JOB_FUNC, JOB_TIMEOUT, *ids],
+        )
+        return [as_str(m) for m in moved]
+
+    def delete(self, ids: Sequence[str]) -> list[str]:
+        """Remove entries for good; returns the ids that existed."""
+        if not ids:
+            return []
+        removed = self._delete(
+            keys=[*_counter_keys(), keys.dlq_index()],
+            args=[_ENTRY_PREFIX, _SOURCE_PREFIX, *ids],
+        )
+        return [as_str(m) for m in removed]
+
+    def expire(self, older_than: float) -> int:
+        """Delete dead letters that died before ``older_than`` (retention); returns how many."""
+        removed = 0
+        while True:
+            ids = self.client.zrangebyscore(keys.dlq_index(), "-inf", older_than, start=0, num=500)
+            if not ids:
+                return removed
+            removed += len(self.delete([as_str(i) for i in ids]))

@@ -1,0 +1,22 @@
+"""The demo handler ``hookline dev`` runs: it logs every event of the demo source."""
+
+from __future__ import annotations
+
+import structlog
+
+from workers.handlers import Event, on
+
+log = structlog.get_logger("hookline.demo")
+
+
+@on("demo")
+def log_event(event: Event) -> None:
+    """Log the event; a real handler would call your business code here."""
+    log.info(
+        "demo handler got an event",
+        source=event.source,
+        event_id=event.id,
+        event_type=event.type,
+        attempt=event.attempt,
+        bytes=len(event.body),
+    )

@@ -1,0 +1,276 @@
+"""Run the events of one job, each exactly once in effect.
+
+For every event: skip it if its done marker exists; take its lease (one worker at a
+time, stolen only from a worker whose heartbeat has stopped); run its handler under
+the time limit; then, in one atomic step each, either write the done marker, schedule
+the next attempt, or dead-letter it. Idempotency, retry and dead-lettering are
+decided here, around the handler call; the worker loop only claims and acknowledges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+import redis
+import structlog
+
+from config.settings import DEFAULT_DEDUPE_WINDOW, Settings
+from hookline import keys
+from hookline.envelope import Envelope
+from hookline.errors import PermanentError
+from workers.deadletter import DeadLetters
+from workers.handlers import Event, Router
+from workers.retry import backoff, time_limit
+
+log = structlog.get_logger("hookline.worker")
+
+#: Longest traceback kept per attempt, in characters (the end is kept).
+MAX_TRACEBACK = 4000
+#: Longest error message kept per attempt.
+MAX_MESSAGE = 1000
+#: Extra lease time beyond the handler time limit.
+LEASE_MARGIN = 30.0
+
+# KEYS: lease, done. ARGV: me, ttl ms, heartbeat key prefix.
+# Returns 0: lease taken; 1: already done; 2: a live worker holds it.
+_LEASE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
+  return 2
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+"""
+
+
+class Observer(Protocol):
+    """Hooks called as events are resolved (metrics implement them)."""
+
+    def handled(self, event: Event, seconds: float) -> None:
+        """The handler succeeded in ``seconds``."""
+
+    def retried(self, event: Event, error: BaseException) -> None:
+        """The attempt failed and another is scheduled."""
+
+    def dead(self, event: Event, reason: str) -> None:
+        """The event was dead-lettered."""
+
+    def ignored(self, event: Event) -> None:
+        """No handler exists for the event and its source ignores such events."""
+
+
+class NullObserver:
+    """An observer that does nothing."""
+
+    def handled(self, event: Event, seconds: float) -> None:
+        """Do nothing."""
+
+    def retried(self, event: Event, error: BaseException) -> None:
+        """Do nothing."""
+
+    def dead(self, event: Event, reason: str) -> None:
+        """Do nothing."""
+
+    def ignored(self, event: Event) -> None:
+        """Do nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What became of a job's events."""
+
+    handled: int = 0
+    skipped: int = 0
+    retried: int = 0
+    dead: int = 0
+    ignored: int = 0
+    interrupted: bool = False
+
+    @classmethod
+    def of(cls, counts: Counter[str], *, interrupted: bool = False) -> JobResult:
+        """Build from counts keyed by outcome name."""
+        return cls(
+            handled=counts["handled"],
+            skipped=counts["skipped"],
+            retried=counts["retried"],
+            dead=counts["dead"],
+            ignored=counts["ignored"],
+            interrupted=interrupted,
+        )
+
+
+class Processor:
+    """Resolves events: done, retried or dead-lettered, each in one atomic step."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        router: Router,
+        worker: str,
+        *,
+        observer: Observer | None = None,
+        use_alarm: bool = True,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.router = router
+        self.worker = worker
+        self.observer: Observer = observer or NullObserver()
+        self.use_alarm = use_alarm
+        self.dead_letters = DeadLetters(client)
+        self._lease = client.register_script(_LEASE)
+        self._release = client.register_script(_RELEASE)
+        self._lease_ms = int((settings.workers.handler_timeout + LEASE_MARGIN) * 1000)
+
+    def done_ttl(self, source: str) -> float:
+        """How long a done marker lives: at least the receiver's dedupe window."""
+        src = self.settings.sources.get(source)
+        window = src.dedupe_window if src is not None else DEFAULT_DEDUPE_WINDOW
+        return max(window, DEFAULT_DEDUPE_WINDOW)
+
+    def run_job(
+        self, envelopes: Sequence[Envelope], should_stop: Callable[[], bool] = lambda: False
+    ) -> JobResult:
+        """Resolve every event of a job, stopping early (leases released) if asked to."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for env in envelopes:
+                self._lease(
+                    keys=[keys.lease(env.source, env.id), keys.done(env.source, env.id)],
+                    args=[self.worker, self._lease_ms, keys.worker("")],
+                    client=pipe,
+                )
+            verdicts = pipe.execute()
+        counts: Counter[str] = Counter()
+        for index, (env, verdict) in enumerate(zip(envelopes, verdicts, strict=True)):
+            if verdict != 0:
+                counts["skipped"] += 1
+                continue
+            if should_stop():
+                for rest, v in zip(envelopes[index:], verdicts[index:], strict=True):
+                    if v == 0:
+                        self._release_lease(rest)
+                return JobResult.of(counts, interrupted=True)
+            counts[self.run_event(env)] += 1
+        return JobResult.of(counts)
+
+    def _release_lease(self, env: Envelope) -> None:
+        self._release(keys=[keys.lease(env.source, env.id)], args=[self.worker])
+
+    def run_event(self, envelope: Envelope) -> str:
+        """Run one leased event's handler and resolve it; returns the outcome's name."""
+        event = Event.from_envelope(envelope)
+        handler = self.router.find(event.source, event.type)
+        bound = log.bind(
+            source=event.source, event_id=event.id, event_type=event.type, attempt=event.attempt
+        )
+        if handler is None:
+            src = self.settings.sources.get(event.source)
+            if src is not None and src.unhandled == "dead-letter":
+                failed = self._record(envelope, LookupError("no handler for this event"), "")
+                self.dead_letters.add(
+                    failed, reason="unhandled", worker=self.worker, lease=self._lease_of(envelope)
+                )
+                self.observer.dead(event, "unhandled")
+                bound.warning("event dead-lettered", reason="unhandled")
+                return "dead"
+            self._mark_done(envelope, ignored=True)
+            self.observer.ignored(event)
+            bound.info("event ignored: no handler")
+            return "ignored"
+        started = time.perf_counter()
+        try:
+            with time_limit(self.settings.workers.handler_timeout if self.use_alarm else 0):
+                result = handler(event)
+                if inspect.isawaitable(result):
+                    asyncio.run(_await(result))
+        except Exception as exc:  # a handler may raise anything; that is what retries are for
+            return self._failed(envelope, event, exc, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._mark_done(envelope)
+        self.observer.handled(event, elapsed)
+        bound.debug("event handled", seconds=round(elapsed, 6))
+        return "handled"
+
+    def _lease_of(self, env: Envelope) -> tuple[str, str]:
+        return keys.lease(env.source, env.id), self.worker
+
+    def _mark_done(self, env: Envelope, *, ignored: bool = False) -> None:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(
+                keys.done(env.source, env.id), self.worker, px=int(self.done_ttl(env.source) * 1000)
+            )
+            if ignored:
+                pipe.hincrby(keys.ignored(), env.source, 1)
+            self._release(keys=[keys.lease(env.source, env.id)], args=[self.worker], client=pipe)
+            pipe.execute()
+
+    def _record(self, env: Envelope, exc: BaseException, tb: str, seconds: float = 0.0) -> Envelope:
+        attempt = {
+            "at": time.time(),
+            "error_type": type(exc).__name__,
+            "message": str(exc)[:MAX_MESSAGE],
+            "traceback": tb[-MAX_TRACEBACK:],
+            "worker": self.worker,
+            "seconds": round(seconds, 6),
+        }
+        return Envelope(
+            source=env.source,
+            id=env.id,
+            type=env.type,
+            received_at=env.received_at,
+            headers=env.headers,
+            body=env.body,
+            queue=env.queue,
+            attempts=[*env.attempts, attempt],
+        )
+
+    def _failed(self, env: Envelope, event: Event, exc: Exception, seconds: float) -> str:
+        failed = self._record(env, exc, traceback.format_exc(), seconds)
+        policy = self.settings.source_retry(env.source)
+        bound = log.bind(
+            source=env.source,
+            event_id=env.id,
+            event_type=env.type,
+            attempt=event.attempt,
+            error=type(exc).__name__,
+        )
+        if isinstance(exc, PermanentError) or len(failed.attempts) >= policy.max_attempts:
+            reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
+            self.dead_letters.add(
+                failed, reason=reason, worker=self.worker, lease=self._lease_of(env)
+            )
+            self.observer.dead(event, reason)
+            bound.warning("event dead-lettered", reason=reason)
+            return "dead"
+        delay = backoff(policy, len(failed.attempts))
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.retries(), {failed.to_json(): time.time() + delay})
+            self._release(keys=[keys.lease(env.source, env.id)], args=[self.worker], client=pipe)
+            pipe.execute()
+        self.observer.retried(event, exc)
+        bound.info("attempt failed; retry scheduled", delay=round(delay, 3))
+        return "retried"
+
+
+async def _await(result: Any) -> None:
+    await result
+
+
+def parse_job_data(data: bytes) -> list[Envelope]:
+    """The envelopes carried by a hookline RQ job's ``data`` field."""
+    _func, _instance, args, _kwargs = orjson.loads(data)
+    return [Envelope.from_dict(item) for item in args[0]]

@@ -1,0 +1,130 @@
+"""Run N worker processes under one supervisor (``hookline work``).
+
+The supervisor restarts a worker that dies (with a growing pause if it keeps dying
+at start), forwards SIGTERM/SIGINT as a warm shutdown, and kills what has not
+finished after the grace period. Whatever a killed worker held goes back to its
+queue through the heartbeat mechanism, so nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import structlog
+
+from config.settings import Settings
+
+log = structlog.get_logger("hookline.supervisor")
+
+#: Seconds between restarts of a worker that keeps dying, at most.
+MAX_RESTART_PAUSE = 30.0
+
+
+def _worker_main(
+    settings: Settings,
+    redis_url: str,
+    queues: list[str],
+    burst: bool,
+    setup: Callable[[], None] | None,
+) -> None:
+    from workers.worker import Worker
+
+    # The fork inherited the supervisor's handlers: a SIGTERM before the worker installs
+    # its own must simply end this process, which holds no work yet.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if setup is not None:
+        setup()
+    worker = Worker(settings, redis_url, queues=queues, burst=burst, parent_pid=os.getppid())
+    worker.install_signal_handlers()
+    raise SystemExit(worker.run())
+
+
+class Supervisor:
+    """Keeps ``processes`` workers running until told to stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        *,
+        processes: int,
+        queues: Sequence[str],
+        burst: bool = False,
+        grace: float | None = None,
+        setup: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.processes = processes
+        self.queues = list(queues)
+        self.burst = burst
+        self.grace = grace if grace is not None else settings.workers.handler_timeout + 5.0
+        self.setup = setup
+        self._ctx = multiprocessing.get_context("fork")
+        self._children: dict[int, BaseProcess] = {}
+        self._stopping = False
+
+    def _spawn(self, slot: int) -> None:
+        proc = self._ctx.Process(
+            target=_worker_main,
+            args=(self.settings, self.redis_url, self.queues, self.burst, self.setup),
+            name=f"hookline-worker-{slot}",
+        )
+        proc.start()
+        self._children[slot] = proc
+        log.info("worker process started", slot=slot, pid=proc.pid)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self._stopping:
+            log.info("stopping workers", signal=signal.Signals(signum).name, grace=self.grace)
+        self._stopping = True
+
+    def run(self) -> int:
+        """Supervise until stopped, or until every burst worker is done; returns an exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        failures = [0] * self.processes
+        for slot in range(self.processes):
+            self._spawn(slot)
+        while not self._stopping and self._children:
+            time.sleep(0.2)
+            for slot, proc in list(self._children.items()):
+                if proc.is_alive():
+                    continue
+                code = proc.exitcode
+                del self._children[slot]
+                if code == 0 and self.burst:
+                    continue
+                if self._stopping:
+                    break
+                failures[slot] += 1
+                pause = min(MAX_RESTART_PAUSE, 0.5 * 2 ** (failures[slot] - 1))
+                log.error("worker process died; restarting", slot=slot, exitcode=code, pause=pause)
+                time.sleep(pause)
+                if not self._stopping:
+                    self._spawn(slot)
+        return self._shutdown()
+
+    def _shutdown(self) -> int:
+        for proc in self._children.values():
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + self.grace
+        for proc in self._children.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+        killed = 0
+        for proc in self._children.values():
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                killed += 1
+        if killed:
+            log.warning("killed workers that outlived the grace period", count=killed)
+        return 0

@@ -1,0 +1,334 @@
+"""The worker loop: claim jobs reliably, run their events, acknowledge, keep house.
+
+Claiming moves job ids from an RQ queue into this worker's own list in one atomic
+step, so a job is always in a queue or in exactly one worker's list. A heartbeat key,
+refreshed by a thread, says the worker is alive; when it expires (the process was
+killed), any worker's housekeeping moves the dead worker's jobs back to the front of
+their queues. Housekeeping also promotes due retries into new jobs, so no separate
+scheduler process is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from types import FrameType
+
+import orjson
+import redis
+import structlog
+
+from config.settings import Settings
+from hookline import keys
+from hookline.connection import as_str, sync_client
+from hookline.enqueue import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
+from hookline.envelope import EnvelopeError
+from hookline.lua import WRITE_JOB
+from workers.handlers import Router, load_router
+from workers.runner import Observer, Processor, parse_job_data
+
+log = structlog.get_logger("hookline.worker")
+
+#: A worker whose heartbeat is this old is dead; its jobs go back to their queues.
+HEARTBEAT_TTL = 5.0
+#: How often the heartbeat is refreshed.
+HEARTBEAT_EVERY = 1.0
+#: How often housekeeping (retries, dead workers, retention) runs.
+HOUSEKEEPING_EVERY = 1.0
+#: Most jobs claimed at once.
+CLAIM_BATCH = 16
+#: Longest a worker blocks waiting for work before housekeeping.
+BLOCK_SECONDS = 1.0
+
+# KEYS: worker jobs list. ARGV: max jobs, queue keys...
+# Returns a flat list: job id, job data, job id, job data, ...
+_CLAIM = """
+local out, want = {}, tonumber(ARGV[1])
+for i = 2, #ARGV do
+  if want <= 0 then break end
+  local ids = redis.call('LPOP', ARGV[i], want)
+  if ids then
+    for _, id in ipairs(ids) do
+      local data = redis.call('HGET', 'rq:job:' .. id, 'data')
+      if data then
+        redis.call('RPUSH', KEYS[1], id)
+        out[#out + 1] = id
+        out[#out + 1] = data
+        want = want - 1
+      end
+    end
+  end
+end
+return out
+"""
+
+# KEYS: worker jobs list. ARGV: job ids to give back (front of their queues, order kept).
+_GIVE_BACK = """
+for i = #ARGV, 1, -1 do
+  local id = ARGV[i]
+  local origin = redis.call('HGET', 'rq:job:' .. id, 'origin')
+  redis.call('LREM', KEYS[1], 0, id)
+  if origin then redis.call('LPUSH', 'rq:queue:' .. origin, id) end
+end
+return #ARGV
+"""
+
+# KEYS: workers set. ARGV: worker key prefix. Requeues the jobs of workers without heartbeat.
+_REAP = """
+local requeued = 0
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local hb = ARGV[1] .. name
+  if redis.call('EXISTS', hb) == 0 then
+    local list = hb .. ':jobs'
+    local ids = redis.call('LRANGE', list, 0, -1)
+    for i = #ids, 1, -1 do
+      local origin = redis.call('HGET', 'rq:job:' .. ids[i], 'origin')
+      if origin then
+        redis.call('LPUSH', 'rq:queue:' .. origin, ids[i])
+        requeued = requeued + 1
+      end
+    end
+    redis.call('DEL', list)
+    redis.call('SREM', KEYS[1], name)
+  end
+end
+return requeued
+"""
+
+# KEYS: retry set. ARGV: now, rq time, func, timeout, limit, job id prefix.
+_PROMOTE = (
+    WRITE_JOB
+    + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[5])
+local byqueue, order = {}, {}
+for _, member in ipairs(due) do
+  local queue = cjson.decode(member)['queue']
+  if not byqueue[queue] then byqueue[queue] = {}; order[#order + 1] = queue end
+  table.insert(byqueue[queue], member)
+  redis.call('ZREM', KEYS[1], member)
+end
+for i, queue in ipairs(order) do
+  local jid = ARGV[6] .. i
+  write_job('rq:queue:' .. queue, 'rq:job:' .. jid, queue, jid, ARGV[2], ARGV[4],
+    'hookline: ' .. #byqueue[queue] .. ' retried event(s)', ARGV[3], byqueue[queue], false)
+end
+return #due
+"""
+)
+
+
+def new_worker_name() -> str:
+    """A unique worker name: host, pid and a random suffix."""
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """One worker process: claims jobs from ``queues`` and resolves their events."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_url: str,
+        *,
+        queues: Sequence[str] | None = None,
+        router: Router | None = None,
+        name: str | None = None,
+        burst: bool = False,
+        observer: Observer | None = None,
+        parent_pid: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.parent_pid = parent_pid
+        self.redis_url = redis_url
+        self.queues = list(queues or settings.workers.queues)
+        self.name = name or new_worker_name()
+        self.burst = burst
+        self.client = sync_client(redis_url)
+        self.router = router if router is not None else load_router(settings.workers.handlers)
+        self.processor = Processor(self.client, settings, self.router, self.name, observer=observer)
+        self._claim = self.client.register_script(_CLAIM)
+        self._give_back = self.client.register_script(_GIVE_BACK)
+        self._reap = self.client.register_script(_REAP)
+        self._promote = self.client.register_script(_PROMOTE)
+        self._stopping = threading.Event()
+        self._heartbeat_stop = threading.Event()
+        self._jobs_key = keys.worker_jobs(self.name)
+        self._last_housekeeping = 0.0
+        self.log = log.bind(worker=self.name)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        """Finish the event in progress, give back the rest, then exit (warm shutdown)."""
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT request a warm shutdown."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.log.info("warm shutdown requested", signal=signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> int:
+        """Work until stopped (or, in burst mode, until nothing is left); returns 0."""
+        self._register()
+        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        beat.start()
+        self.log.info("worker started", queues=self.queues, routes=len(self.router))
+        try:
+            while not self._stopping.is_set():
+                self._housekeeping()
+                if not self._work_once() and self.burst:
+                    if not self._retries_due():
+                        break
+                    self.promote_retries()
+        finally:
+            self._heartbeat_stop.set()
+            beat.join(timeout=5)
+            self._deregister()
+            self.log.info("worker stopped")
+        return 0
+
+    def _register(self) -> None:
+        with self.client.pipeline() as pipe:
+            pipe.set(keys.worker(self.name), str(os.getpid()), px=int(HEARTBEAT_TTL * 1000))
+            pipe.sadd(keys.workers(), self.name)
+            pipe.execute()
+
+    def _deregister(self) -> None:
+        try:
+            leftover = [as_str(i) for i in self.client.lrange(self._jobs_key, 0, -1)]
+            if leftover:
+                self._give_back(keys=[self._jobs_key], args=leftover)
+            with self.client.pipeline() as pipe:
+                pipe.delete(keys.worker(self.name), self._jobs_key)
+                pipe.srem(keys.workers(), self.name)
+                pipe.execute()
+        except redis.RedisError as exc:
+            # Redis is gone: the heartbeat expires and another worker requeues our jobs.
+            self.log.warning("could not deregister", error=repr(exc))
+
+    def _heartbeat(self) -> None:
+        client = sync_client(self.redis_url)
+        try:
+            while not self._heartbeat_stop.wait(HEARTBEAT_EVERY):
+                try:
+                    client.set(
+                        keys.worker(self.name), str(os.getpid()), px=int(HEARTBEAT_TTL * 1000)
+                    )
+                    client.sadd(keys.workers(), self.name)
+                except redis.RedisError as exc:
+                    self.log.warning("heartbeat failed", error=repr(exc))
+        finally:
+            client.close()
+
+    # -- work ------------------------------------------------------------------------
+
+    def _work_once(self) -> bool:
+        """Claim and run a batch of jobs; returns whether there was any work."""
+        try:
+            claimed = self._claim_jobs()
+        except redis.RedisError as exc:
+            self.log.warning("cannot claim jobs", error=repr(exc))
+            self._stopping.wait(1.0)
+            return True
+        if not claimed:
+            return False
+        for index, (job_id, data) in enumerate(claimed):
+            if self._stopping.is_set():
+                self._give_back(keys=[self._jobs_key], args=[j for j, _ in claimed[index:]])
+                return True
+            self._run_job(job_id, data)
+        return True
+
+    def _claim_jobs(self) -> list[tuple[str, bytes]]:
+        queue_keys = [keys.rq_queue(q) for q in self.queues]
+        raw = self._claim(keys=[self._jobs_key], args=[CLAIM_BATCH, *queue_keys])
+        if not raw and not self.burst:
+            # Nothing waiting: block on the first queue until a job arrives (or a timeout),
+            # moving it into our list atomically; other queues are polled on the next pass.
+            wait: float = BLOCK_SECONDS if len(self.queues) == 1 else 0.1
+            # Redis takes fractional seconds; redis-py's annotation says int.
+            timeout: int = wait  # type: ignore[assignment]
+            moved = self.client.blmove(queue_keys[0], self._jobs_key, timeout, "LEFT", "RIGHT")
+            if moved is None:
+                return []
+            job_id = as_str(moved)
+            data = self.client.hget(keys.rq_job(job_id), "data")
+            if data is None:
+                self.client.lrem(self._jobs_key, 0, job_id)
+                return []
+            raw = [moved, data]
+        return [(as_str(raw[i]), raw[i + 1]) for i in range(0, len(raw), 2)]
+
+    def _run_job(self, job_id: str, data: bytes) -> None:
+        try:
+            envelopes = parse_job_data(data)
+        except (orjson.JSONDecodeError, EnvelopeError, ValueError, TypeError, IndexError) as exc:
+            self.log.error("job is not a hookline job; moved aside", job_id=job_id, error=repr(exc))
+            with self.client.pipeline() as pipe:
+                pipe.lrem(self._jobs_key, 0, job_id)
+                pipe.rpush(keys.broken_jobs(), job_id)
+                pipe.execute()
+            return
+        result = self.processor.run_job(envelopes, self._stopping.is_set)
+        if result.interrupted:
+            self._give_back(keys=[self._jobs_key], args=[job_id])
+            return
+        with self.client.pipeline() as pipe:
+            pipe.lrem(self._jobs_key, 0, job_id)
+            pipe.delete(keys.rq_job(job_id))
+            pipe.execute()
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        now = time.time()
+        if now - self._last_housekeeping < HOUSEKEEPING_EVERY:
+            return
+        self._last_housekeeping = now
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.log.warning("supervisor is gone; stopping")
+            self.request_stop()
+        try:
+            requeued = self._reap(keys=[keys.workers()], args=[keys.worker("")])
+            if requeued:
+                self.log.warning("requeued jobs of dead workers", jobs=requeued)
+            self.promote_retries(now)
+            retention = self.settings.workers.dead_letter_retention
+            if retention:
+                self.processor.dead_letters.expire(now - retention)
+        except redis.RedisError as exc:
+            self.log.warning("housekeeping failed", error=repr(exc))
+
+    def promote_retries(self, now: float | None = None) -> int:
+        """Move retries that are due into new jobs on their queues; returns how many."""
+        total = 0
+        while True:
+            moved = int(
+                self._promote(
+                    keys=[keys.retries()],
+                    args=[
+                        now or time.time(),
+                        rq_timestamp(),
+                        JOB_FUNC,
+                        JOB_TIMEOUT,
+                        200,
+                        f"retry-{uuid.uuid4().hex}-",
+                    ],
+                )
+            )
+            total += moved
+            if moved < 200:
+                return total
+
+    def _retries_due(self) -> bool:
+        return bool(self.client.zcount(keys.retries(), "-inf", time.time()))
