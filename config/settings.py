@@ -85,7 +85,7 @@ class Secret:
 class RetryPolicy:
     """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base*2**n))."""
 
-    max_attempts: int = 12
+    max_attempts: int = 20
     base_delay: float = 1.0
     max_delay: float = 3600.0
 

@@ -270,3 +270,22 @@ def test_burst_exits_when_empty(
     with contextlib.contextmanager(processes)(config, "--burst", "-n", str(processes_count)) as p:
         assert p.wait(timeout=30) == 0
     assert effects(r) == {"b1": 1, "b2": 1}
+
+
+class TestStockRQ:
+    def test_stock_rq_worker_runs_hookline_jobs_with_the_same_semantics(
+        self, redis_url: str, r: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A stock RQ SimpleWorker runs hookline jobs: effects once, failures retried."""
+        from rq import Queue, SimpleWorker
+        from rq.serializers import JSONSerializer
+
+        config = write_config(tmp_path / "w.toml", redis_url)
+        worker_settings(redis_url)
+        monkeypatch.setenv("HOOKLINE_CONFIG", str(config))
+        enqueue(r, envelope("rq1"), envelope("rq2", fail_times=1))
+        enqueue(r, envelope("rq1"), dedupe=False)
+        queue = Queue("hookline", connection=r, serializer=JSONSerializer)
+        SimpleWorker([queue], connection=r, serializer=JSONSerializer).work(burst=True)
+        assert effects(r) == {"rq1": 1}
+        assert r.zcard(keys.retries()) == 1, "the failed event waits for its retry"

@@ -1,4 +1,4 @@
-"""The demo handler ``hookline dev`` runs: it logs every event of the demo source."""
+"""The demo handler ``hookline dev`` and the compose file run: it logs every event."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from workers.handlers import Event, on
 log = structlog.get_logger("hookline.demo")
 
 
-@on("demo")
+@on("*")
 def log_event(event: Event) -> None:
     """Log the event; a real handler would call your business code here."""
     log.info(

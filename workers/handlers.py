@@ -73,7 +73,8 @@ Handler = Callable[[Event], object]
 def on(source: str, event_type: str = ANY) -> Callable[[Handler], Handler]:
     """Mark a function as the handler of ``source``'s events of ``event_type``.
 
-    ``event_type`` defaults to ``"*"``: any type of the source. A function may be
+    ``event_type`` defaults to ``"*"``: any type of the source; ``source`` may be
+    ``"*"`` too (any source). The most specific route wins. A function may be
     decorated several times. The handler must be idempotent: see the README.
     """
 
@@ -87,7 +88,7 @@ def on(source: str, event_type: str = ANY) -> Callable[[Handler], Handler]:
 
 
 class Router:
-    """Maps (source, type) to handlers; an exact type wins over the source's wildcard."""
+    """Maps (source, type) to handlers: exact, then wildcard type, then wildcard source."""
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Handler] = {}
@@ -109,7 +110,12 @@ class Router:
     def find(self, source: str, event_type: str) -> Handler | None:
         """The handler for an event, or ``None``."""
         routes = self._routes
-        return routes.get((source, event_type)) or routes.get((source, ANY))
+        return (
+            routes.get((source, event_type))
+            or routes.get((source, ANY))
+            or routes.get((ANY, event_type))
+            or routes.get((ANY, ANY))
+        )
 
     def __len__(self) -> int:
         return len(self._routes)
