@@ -8,29 +8,91 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+from urllib.parse import unquote
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel
 
 from hookline.errors import EmbeddedRedisError
 
+#: URL scheme naming a Sentinel group instead of one server.
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """A parsed ``redis+sentinel://[:password@]host:port[,host:port…]/service[/db]`` URL."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelTarget:
+        """Parse a Sentinel URL.
+
+        Raises:
+            ValueError: when the URL lacks hosts or a service name.
+        """
+        rest = url.split("://", 1)[1]
+        auth, _, rest = rest.rpartition("@")
+        hosts, _, path = rest.partition("/")
+        parts = [p for p in path.split("/") if p]
+        if not hosts or not parts:
+            raise ValueError(
+                "a Sentinel URL looks like redis+sentinel://host:26379[,host:26379]/mymaster[/0]"
+            )
+        sentinels = []
+        for item in hosts.split(","):
+            host, _, port = item.rpartition(":")
+            sentinels.append((host or item, int(port) if host else 26379))
+        password = unquote(auth.partition(":")[2]) if auth else None
+        db = int(parts[1]) if len(parts) > 1 else 0
+        return cls(tuple(sentinels), unquote(parts[0]), db, password or None)
+
+
+def is_sentinel(url: str) -> bool:
+    """Whether ``url`` names a Sentinel group."""
+    return url.startswith(SENTINEL_SCHEME + "://")
+
+
+_COMMON: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 30}
+
 
 def async_client(url: str, *, max_connections: int = 64) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` (bytes in and out, hiredis parser when installed)."""
-    return aioredis.Redis.from_url(
-        url,
-        max_connections=max_connections,
-        socket_connect_timeout=2.0,
-        socket_timeout=5.0,
-        health_check_interval=30,
-    )
+    """An asyncio client for ``url``; a Sentinel URL follows the primary across failovers."""
+    options = {**_COMMON, "socket_timeout": 5.0, "max_connections": max_connections}
+    if is_sentinel(url):
+        target = SentinelTarget.parse(url)
+        sentinel = AsyncSentinel(list(target.sentinels), socket_timeout=1.0)
+        client: aioredis.Redis = sentinel.master_for(
+            target.service, db=target.db, password=target.password, **options
+        )
+        return client
+    return aioredis.Redis.from_url(url, **options)
 
 
 def sync_client(url: str) -> redis.Redis:
-    """A blocking Redis client for ``url``, for workers and command-line tools."""
-    return redis.Redis.from_url(url, socket_connect_timeout=2.0, health_check_interval=30)
+    """A blocking client for ``url``; a Sentinel URL follows the primary across failovers.
+
+    The socket timeout exceeds the longest blocking command workers send (1 s).
+    """
+    options = {**_COMMON, "socket_timeout": 10.0}
+    if is_sentinel(url):
+        target = SentinelTarget.parse(url)
+        sentinel = Sentinel(list(target.sentinels), socket_timeout=1.0)
+        client: redis.Redis = sentinel.master_for(
+            target.service, db=target.db, password=target.password, **options
+        )
+        return client
+    return redis.Redis.from_url(url, **options)
 
 
 def find_redis_server() -> str:
