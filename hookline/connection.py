@@ -209,13 +209,20 @@ class EmbeddedRedis:
             return
         if kill:
             proc.kill()
-        else:
-            proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
             proc.wait()
+            return
+        # Redis ignores a SIGTERM that arrives while it writes its first AOF (a fresh
+        # replica does at once), so ask again until it goes, then insist.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            proc.terminate()
+            try:
+                proc.wait(timeout=0.5)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        proc.kill()
+        proc.wait()
 
     def restart(self, *, kill: bool = False) -> None:
         """Stop and start again on the same port with the same data."""

@@ -21,9 +21,11 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from hookline import keys
 from hookline.envelope import Envelope
+from hookline.errors import HooklineError
 from hookline.lua import WRITE_JOB
 
 #: The function every hookline job calls, importable by a stock RQ worker.
@@ -152,17 +154,49 @@ def _outcomes(batch: Sequence[Pending], raw: Sequence[int]) -> list[Outcome]:
     return result
 
 
-class AsyncEnqueuer:
-    """Commits batches with an asyncio client: one round trip per batch."""
+class ReplicationError(HooklineError):
+    """Raised when fewer replicas than required confirmed a commit in time."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+
+class AsyncEnqueuer:
+    """Commits batches with an asyncio client: one round trip per batch.
+
+    With ``wait_replicas`` set, the commit and a ``WAIT`` for that many replicas go
+    in the same round trip; too few confirmations raise :class:`ReplicationError`, so
+    the caller does not acknowledge (the event is kept, and a redelivery is a duplicate).
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, *, wait_replicas: int = 0, wait_timeout: float = 0.5
+    ) -> None:
+        self._client = client
         self._script = client.register_script(_SCRIPT)
+        self._wait_replicas = wait_replicas
+        self._wait_ms = max(1, int(wait_timeout * 1000))
 
     async def commit(self, batch: Sequence[Pending]) -> list[Outcome]:
         """Commit ``batch`` atomically and return each event's outcome, in order."""
         script_keys, args = _arguments(batch)
-        raw = await self._script(keys=script_keys, args=args)
+        if not self._wait_replicas:
+            raw = await self._script(keys=script_keys, args=args)
+            return _outcomes(batch, raw)
+        try:
+            raw, acked = await self._commit_and_wait(script_keys, args)
+        except NoScriptError:  # the server restarted and lost its script cache
+            await self._client.script_load(_SCRIPT)
+            raw, acked = await self._commit_and_wait(script_keys, args)
+        if int(acked) < self._wait_replicas:
+            raise ReplicationError(
+                f"{acked} of {self._wait_replicas} replica(s) confirmed within {self._wait_ms} ms"
+            )
         return _outcomes(batch, raw)
+
+    async def _commit_and_wait(self, script_keys: list[str], args: list[Any]) -> tuple[Any, Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._script.sha, len(script_keys), *script_keys, *args)
+            pipe.execute_command("WAIT", self._wait_replicas, self._wait_ms)
+            raw, acked = await pipe.execute()
+        return raw, acked
 
 
 class Enqueuer:

@@ -150,6 +150,9 @@ async def _receive(
     except _TooLarge:
         fields["outcome"] = "too-large"
         return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
+    except web.RequestPayloadError:  # e.g. a body that is not valid for its Content-Encoding
+        fields["outcome"] = "unreadable-body"
+        return _error(400, "unreadable-body", "the request body could not be decoded")
     now = time.time()
     try:
         source.scheme.verify(
@@ -242,8 +245,13 @@ def create_app(settings: Settings, redis_url: str | None = None) -> web.Applicat
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         client = async_client(url)
+        server = settings.server
         committer = GroupCommitter(
-            client, max_batch=settings.server.commit_batch, delay=settings.server.commit_delay
+            client,
+            max_batch=server.commit_batch,
+            delay=server.commit_delay,
+            wait_replicas=server.wait_replicas,
+            wait_timeout=server.wait_timeout,
         )
         committer.start()
         app[REDIS] = client

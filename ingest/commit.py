@@ -22,8 +22,18 @@ log = structlog.get_logger("hookline.ingest")
 class GroupCommitter:
     """Batches :class:`Pending` events from concurrent requests into atomic commits."""
 
-    def __init__(self, client: aioredis.Redis, *, max_batch: int = 256, delay: float = 0.0) -> None:
-        self._enqueuer = AsyncEnqueuer(client)
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        max_batch: int = 256,
+        delay: float = 0.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.5,
+    ) -> None:
+        self._enqueuer = AsyncEnqueuer(
+            client, wait_replicas=wait_replicas, wait_timeout=wait_timeout
+        )
         self._max_batch = max_batch
         self._delay = delay
         self._pending: list[tuple[Pending, asyncio.Future[Outcome]]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -153,7 +154,6 @@ class TestDuplicates:
 
     async def test_concurrent_duplicates_enqueue_once(self, client: Client, r: redis.Redis) -> None:
         """Twenty concurrent deliveries of one event yield one 202, nineteen 200s, one envelope."""
-        import asyncio
 
         body = stripe_event("evt_race")
         responses = await asyncio.gather(*(post_stripe(client, body) for _ in range(20)))
@@ -339,3 +339,27 @@ class TestHealth:
         """Liveness and readiness both answer 200 while Redis is reachable."""
         assert (await client.get("/healthz")).status == 200
         assert (await (await client.get("/readyz")).json()) == {"status": "ready"}
+
+
+class TestReplicaWait:
+    async def test_ack_waits_for_a_replica_when_configured(
+        self, private_redis: EmbeddedRedis, client_for: Any
+    ) -> None:
+        """With wait_replicas = 1: no replica means 503 (event kept); with one, 202."""
+        settings = make_settings(server={"wait_replicas": 1, "wait_timeout": 0.2})
+        client = await client_for(settings, private_redis.url)
+        resp = await post_stripe(client, stripe_event("evt_rep"))
+        assert resp.status == 503
+        primary = redis.Redis.from_url(private_redis.url)
+        assert [e.id for e in queued_envelopes(primary)] == ["evt_rep"], "kept, not acked"
+        primary.config_set("repl-diskless-sync-delay", 0)  # sync the replica at once
+        with EmbeddedRedis(extra=("--replicaof", "127.0.0.1", str(private_redis.port))) as replica:
+            replica_client = redis.Redis.from_url(replica.url)
+            deadline = time.monotonic() + 10
+            while replica_client.info("replication").get("master_link_status") != "up":
+                assert time.monotonic() < deadline, "replica did not sync"
+                await asyncio.sleep(0.05)
+            assert (await post_stripe(client, stripe_event("evt_rep2"))).status == 202
+            assert (await post_stripe(client, stripe_event("evt_rep"))).status == 200
+            replica_client.close()
+        primary.close()
