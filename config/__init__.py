@@ -1,6 +1,7 @@
 """Typed configuration shared by the receiver and the workers."""
 
 from config.settings import (
+    MetricsSettings,
     RetryPolicy,
     Secret,
     ServerSettings,
@@ -12,6 +13,7 @@ from config.settings import (
 )
 
 __all__ = [
+    "MetricsSettings",
     "RetryPolicy",
     "Secret",
     "ServerSettings",

@@ -7,6 +7,7 @@ what to do about it, all at once rather than one per restart.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -33,6 +34,11 @@ DEFAULT_MAX_QUEUE_DEPTH = 100_000
 DEFAULT_QUEUE = "hookline"
 
 SCHEMES = ("standard-webhooks", "svix", "stripe", "github", "shopify", "slack", "hmac")
+#: Signature encodings and hash algorithms the ``hmac`` scheme accepts.
+HMAC_ENCODINGS = ("hex", "base64")
+HMAC_ALGORITHMS = ("sha1", "sha256", "sha512")
+#: URL schemes redis-py connects with.
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -48,6 +54,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 30, '5m' or '3d', got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):  # TOML has nan and inf; a nan tolerance accepts any age
+            raise ValueError(f"expected a duration such as 30, '5m' or '3d', got {value!r}")
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
         return float(value)
@@ -153,6 +161,15 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Where Prometheus metrics are served; off (port 0) unless configured."""
+
+    host: str = "127.0.0.1"
+    receiver_port: int = 0
+    worker_port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration."""
 
@@ -161,6 +178,7 @@ class Settings:
     sources: Mapping[str, SourceSettings] = field(default_factory=dict)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     path: Path | None = None
 
     def source_retry(self, source: str) -> RetryPolicy:
@@ -241,6 +259,22 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return convert
+
+
+def _redis_url(value: Any) -> str:
+    # The value is not echoed: a Redis URL may carry a password.
+    if not isinstance(value, str) or not value.startswith(REDIS_URL_SCHEMES):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return value
+
+
 def _locators(value: Any) -> tuple[str, ...]:
     items = _str_list(value)
     for item in items:
@@ -297,7 +331,7 @@ def _secrets(r: _Reader, data: Mapping[str, Any], where: str) -> tuple[Secret, .
             name = item["env"]
             value = r.env.get(name)
             if value:
-                found.append(Secret(value, f"${name}"))
+                found.append(Secret(value, f"{where}secrets[{i}] (${name})"))
             else:
                 r.errors.append(
                     f"{where}secrets[{i}]: environment variable {name} is not set; "
@@ -316,7 +350,8 @@ def _source(
         r.errors.append(f"sources.{name}: a source name may hold letters, digits, '_', '-', '.'")
     r.check_keys(data, _SOURCE_KEYS, where)
     scheme = data.get("scheme")
-    if scheme not in SCHEMES:
+    known_scheme = scheme in SCHEMES
+    if not known_scheme:
         r.errors.append(f"{where}scheme: expected one of {', '.join(SCHEMES)}, got {scheme!r}")
         scheme = "hmac"
     src_retry = None
@@ -342,12 +377,16 @@ def _source(
         ),
         signature_header=r.get(data, "signature_header", where, None, _str),
         signature_prefix=r.get(data, "signature_prefix", where, "", str),
-        signature_encoding=r.get(data, "signature_encoding", where, "hex", _str),
-        signature_algorithm=r.get(data, "signature_algorithm", where, "sha256", _str),
+        signature_encoding=r.get(
+            data, "signature_encoding", where, "hex", _one_of(HMAC_ENCODINGS)
+        ),
+        signature_algorithm=r.get(
+            data, "signature_algorithm", where, "sha256", _one_of(HMAC_ALGORITHMS)
+        ),
         retry=src_retry,
         unhandled=unhandled,
     )
-    if scheme == "hmac" and source.signature_header is None:
+    if known_scheme and scheme == "hmac" and source.signature_header is None:
         r.errors.append(
             f"{where}signature_header: required for scheme 'hmac' (for example 'X-Signature')"
         )
@@ -363,11 +402,16 @@ def parse_settings(
         ConfigError: listing every problem found, each with its key.
     """
     r = _Reader(env)
-    r.check_keys(data, {"redis", "server", "receiver", "sources", "workers", "console"}, "")
+    r.check_keys(
+        data, {"redis", "server", "receiver", "sources", "workers", "console", "metrics"}, ""
+    )
 
     redis = r.table(data, "redis", "")
     r.check_keys(redis, {"url"}, "redis.")
-    redis_url = env.get(REDIS_URL_ENV) or r.get(redis, "url", "redis.", None, _str)
+    if env.get(REDIS_URL_ENV):
+        redis_url = r.get(env, REDIS_URL_ENV, "", None, _redis_url)
+    else:
+        redis_url = r.get(redis, "url", "redis.", None, _redis_url)
 
     srv = r.table(data, "server", "")
     r.check_keys(srv, {f for f in ServerSettings.__dataclass_fields__}, "server.")
@@ -434,6 +478,15 @@ def parse_settings(
         token=Secret(token_raw, "console.token") if token_raw else None,
     )
 
+    met = r.table(data, "metrics", "")
+    r.check_keys(met, {"host", "receiver_port", "worker_port"}, "metrics.")
+    md = MetricsSettings()
+    metrics = MetricsSettings(
+        host=r.get(met, "host", "metrics.", md.host, _str),
+        receiver_port=r.get(met, "receiver_port", "metrics.", md.receiver_port, _int(0, 65535)),
+        worker_port=r.get(met, "worker_port", "metrics.", md.worker_port, _int(0, 65535)),
+    )
+
     if r.errors:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(r.errors))
@@ -443,6 +496,7 @@ def parse_settings(
         sources=sources,
         workers=workers,
         console=console,
+        metrics=metrics,
         path=path,
     )
 

@@ -14,12 +14,14 @@ import orjson
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from config.settings import Settings, SourceSettings
 from hookline.connection import async_client
 from hookline.enqueue import Outcome, Pending
 from hookline.envelope import Envelope
 from hookline.errors import ConfigError, ExtractionError, TimestampError, VerificationError
+from hookline.metrics import UNKNOWN_SOURCE, ReceiverMetrics
 from ingest.commit import GroupCommitter
 from ingest.extract import RequestFields
 from ingest.schemes import Scheme, get_scheme
@@ -87,6 +89,7 @@ SOURCES = web.AppKey("sources", dict[str, PreparedSource])
 REDIS = web.AppKey("redis", aioredis.Redis)
 COMMITTER = web.AppKey("committer", GroupCommitter)
 READY = web.AppKey("ready", list[bool])
+METRICS = web.AppKey("metrics", ReceiverMetrics)
 
 
 def _json(status: int, payload: object, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -128,7 +131,20 @@ async def receive(request: web.Request) -> web.Response:
     name = request.match_info["source"]
     source = request.app[SOURCES].get(name)
     fields: dict[str, object] = {"source": name}
-    response = await _receive(request, source, fields)
+    metrics = request.app[METRICS]
+    metrics.in_flight.inc()
+    try:
+        response = await _receive(request, source, fields)
+    finally:
+        metrics.in_flight.dec()
+    label = name if source is not None else UNKNOWN_SOURCE
+    metrics.requests.labels(label, str(response.status)).inc()
+    outcome = fields.get("outcome")
+    if outcome in ("stale", "bad-signature"):
+        reason = "timestamp" if outcome == "stale" else "signature"
+        metrics.signature_failures.labels(label, reason).inc()
+    elif outcome == "duplicate":
+        metrics.duplicates.labels(label).inc()
     fields["status"] = response.status
     fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if response.status >= 500:
@@ -191,8 +207,10 @@ async def _receive(
     )
     pending = Pending(envelope, source.settings.dedupe_window, source.settings.max_queue_depth)
     retry_after = {"Retry-After": str(app[SETTINGS].server.retry_after)}
+    committing = time.perf_counter()
     try:
         outcome = await app[COMMITTER].submit(pending)
+        app[METRICS].enqueue_seconds.observe(time.perf_counter() - committing)
     except Exception as exc:  # Redis down, timed out, or shutting down: the provider retries
         fields["outcome"] = "redis-unavailable"
         fields["error"] = type(exc).__name__
@@ -242,6 +260,7 @@ def create_app(settings: Settings, redis_url: str | None = None) -> web.Applicat
     app[SETTINGS] = settings
     app[SOURCES] = sources
     app[READY] = [False]
+    app[METRICS] = ReceiverMetrics(CollectorRegistry())
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         client = async_client(url)

@@ -6,7 +6,8 @@ import structlog
 from aiohttp import web
 
 from config.settings import Settings
-from ingest.app import create_app
+from hookline.metrics import serve_metrics
+from ingest.app import METRICS, create_app
 
 #: Seconds in-flight requests get to finish after SIGTERM.
 SHUTDOWN_GRACE = 10.0
@@ -21,6 +22,8 @@ def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM: then stop accepting, finish in-flight requests, commit, exit."""
     app = create_app(settings, redis_url)
+    if settings.metrics.receiver_port:
+        serve_metrics(app[METRICS].registry, settings.metrics.host, settings.metrics.receiver_port)
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
     structlog.get_logger("hookline.ingest").info(

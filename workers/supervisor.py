@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
@@ -24,6 +26,8 @@ log = structlog.get_logger("hookline.supervisor")
 
 #: Seconds between restarts of a worker that keeps dying, at most.
 MAX_RESTART_PAUSE = 30.0
+#: prometheus-client's switch to multi-process mode.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _worker_main(
@@ -41,7 +45,17 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if setup is not None:
         setup()
-    worker = Worker(settings, redis_url, queues=queues, burst=burst, parent_pid=os.getppid())
+    observer = None
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import CollectorRegistry
+
+        from hookline.metrics import WorkerMetrics
+        from workers.observe import MetricsObserver
+
+        observer = MetricsObserver(WorkerMetrics(CollectorRegistry()))
+    worker = Worker(
+        settings, redis_url, queues=queues, burst=burst, parent_pid=os.getppid(), observer=observer
+    )
     worker.install_signal_handlers()
     raise SystemExit(worker.run())
 
@@ -70,6 +84,7 @@ class Supervisor:
         self._ctx = multiprocessing.get_context("fork")
         self._children: dict[int, BaseProcess] = {}
         self._stopping = False
+        self._metrics_dir: str | None = None
 
     def _spawn(self, slot: int) -> None:
         proc = self._ctx.Process(
@@ -86,10 +101,40 @@ class Supervisor:
             log.info("stopping workers", signal=signal.Signals(signum).name, grace=self.grace)
         self._stopping = True
 
+    def _serve_metrics(self) -> None:
+        """Serve the sum of every worker's metrics plus queue state read from Redis.
+
+        Must run before anything imports prometheus_client, which picks its
+        single- or multi-process mode once, at import.
+        """
+        port = self.settings.metrics.worker_port
+        if not port:
+            return
+        self._metrics_dir = tempfile.mkdtemp(prefix="hookline-metrics-")
+        os.environ[MULTIPROC_ENV] = self._metrics_dir
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from hookline.connection import sync_client
+        from hookline.metrics import RedisStateCollector, serve_metrics
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._metrics_dir)
+        registry.register(RedisStateCollector(sync_client(self.redis_url), self.queues))
+        serve_metrics(registry, self.settings.metrics.host, port)
+        log.info("metrics served", host=self.settings.metrics.host, port=port)
+
+    def _forget(self, pid: int | None) -> None:
+        if self._metrics_dir and pid is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid, self._metrics_dir)
+
     def run(self) -> int:
         """Supervise until stopped, or until every burst worker is done; returns an exit code."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self._serve_metrics()
         failures = [0] * self.processes
         for slot in range(self.processes):
             self._spawn(slot)
@@ -100,6 +145,7 @@ class Supervisor:
                     continue
                 code = proc.exitcode
                 del self._children[slot]
+                self._forget(proc.pid)
                 if code == 0 and self.burst:
                     continue
                 if self._stopping:
@@ -127,4 +173,6 @@ class Supervisor:
                 killed += 1
         if killed:
             log.warning("killed workers that outlived the grace period", count=killed)
+        if self._metrics_dir:
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
         return 0

@@ -1,0 +1,109 @@
+"""Prometheus metrics from the receiver and from the worker fleet."""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import redis
+from aiohttp.test_utils import TestClient
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from hookline.connection import EmbeddedRedis, free_port
+from ingest.app import METRICS
+from tests.conftest import STRIPE_SECRET
+from tests.helpers import signed, stripe_event
+from tests.worker_support import (
+    effects,
+    enqueue,
+    envelope,
+    processes,
+    wait_for,
+    worker_settings,
+    write_config,
+)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Parse exposition text into {(sample name, sorted labels): value}."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+class TestReceiverMetrics:
+    async def test_requests_failures_and_duplicates_are_counted(
+        self, client: TestClient[Any, Any]
+    ) -> None:
+        """Statuses, signature failures and duplicates are counted with bounded labels."""
+        body = stripe_event("evt_metric_secret_id")
+        headers = signed("stripe", STRIPE_SECRET, body)
+        assert (await client.post("/hooks/stripe", data=body, headers=headers)).status == 202
+        assert (await client.post("/hooks/stripe", data=body, headers=headers)).status == 200
+        bad = signed("stripe", "whsec_wrong", body)
+        assert (await client.post("/hooks/stripe", data=body, headers=bad)).status == 401
+        assert (await client.post("/hooks/no-such-source", data=b"{}")).status == 404
+        text = generate_latest(client.app[METRICS].registry).decode()
+        found = samples(text)
+        req = "hookline_http_requests_total"
+        assert found[(req, (("source", "stripe"), ("status", "202")))] == 1
+        assert found[(req, (("source", "stripe"), ("status", "200")))] == 1
+        assert found[(req, (("source", "stripe"), ("status", "401")))] == 1
+        assert found[(req, (("source", "_unknown"), ("status", "404")))] == 1
+        sig = "hookline_signature_failures_total"
+        assert found[(sig, (("reason", "signature"), ("source", "stripe")))] == 1
+        assert found[("hookline_duplicates_total", (("source", "stripe"),))] == 1
+        assert found[("hookline_enqueue_duration_seconds_count", ())] == 2
+        assert found[("hookline_http_requests_in_flight", ())] == 0
+        assert "evt_metric_secret_id" not in text
+        assert "no-such-source" not in text
+
+
+class TestWorkerMetrics:
+    def test_fleet_metrics_sum_processes_and_read_queue_state(
+        self, private_redis: EmbeddedRedis, tmp_path: Path
+    ) -> None:
+        """Two worker processes' counts are summed; queue and dead-letter gauges come from Redis."""
+        url = private_redis.url
+        r = redis.Redis.from_url(url)
+        port = free_port()
+        config = write_config(tmp_path / "w.toml", url)
+        with config.open("a") as file:
+            file.write(f'[metrics]\nhost = "127.0.0.1"\nworker_port = {port}\n')
+        worker_settings(url)
+        events = [envelope(f"m{i}") for i in range(20)]
+        events += [envelope("flaky", fail_times=1), envelope("dead", permanent=True)]
+        with contextlib.contextmanager(processes)(config, "--processes", "2"):
+            for start in range(0, len(events), 2):
+                enqueue(r, *events[start : start + 2])
+            wait_for(lambda: len(effects(r)) == 21, what="the events to be handled")
+
+            def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                    return samples(resp.read().decode())
+
+            def handled() -> float:
+                return sum(
+                    value
+                    for (name, labels), value in scrape().items()
+                    if name == "hookline_worker_events_total" and ("outcome", "handled") in labels
+                )
+
+            wait_for(lambda: handled() == 21, what="metrics to show 21 handled")
+            found = scrape()
+        events_total = "hookline_worker_events_total"
+        key = (("outcome", "retried"), ("source", "test"), ("type", "thing"))
+        assert found[(events_total, key)] == 1
+        key = (("outcome", "dead_lettered"), ("source", "test"), ("type", "thing"))
+        assert found[(events_total, key)] == 1
+        assert found[("hookline_queue_depth", (("queue", "hookline"),))] == 0
+        assert found[("hookline_dead_letters", (("source", "test"),))] == 1
+        assert found[("hookline_event_lag_seconds_count", (("source", "test"),))] == 21
+        lag_sum = found[("hookline_event_lag_seconds_sum", (("source", "test"),))]
+        assert 0 < lag_sum < 21 * 30
+        r.close()
