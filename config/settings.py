@@ -38,7 +38,7 @@ SCHEMES = ("standard-webhooks", "svix", "stripe", "github", "shopify", "slack", 
 HMAC_ENCODINGS = ("hex", "base64")
 HMAC_ALGORITHMS = ("sha1", "sha256", "sha512")
 #: URL schemes redis-py connects with.
-REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -136,6 +136,11 @@ class ServerSettings:
     #: Replicas that must confirm a write (Redis WAIT) before a 2xx; 0 to skip.
     wait_replicas: int = 0
     wait_timeout: float = 0.5
+    #: After SIGTERM, seconds /readyz answers 503 while requests are still served, so a
+    #: load balancer stops routing here before the listener closes.
+    drain_delay: float = 1.0
+    #: Longest a request body may take to arrive before the receiver answers 408.
+    body_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +276,7 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
 def _redis_url(value: Any) -> str:
     # The value is not echoed: a Redis URL may carry a password.
     if not isinstance(value, str) or not value.startswith(REDIS_URL_SCHEMES):
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        raise ValueError("expected a redis://, rediss://, unix:// or redis+sentinel:// URL")
     return value
 
 
@@ -350,10 +355,11 @@ def _source(
         r.errors.append(f"sources.{name}: a source name may hold letters, digits, '_', '-', '.'")
     r.check_keys(data, _SOURCE_KEYS, where)
     scheme = data.get("scheme")
-    known_scheme = scheme in SCHEMES
-    if not known_scheme:
+    known_scheme = True  # an unknown scheme must not draw errors about hmac's keys
+    if scheme not in SCHEMES:
         r.errors.append(f"{where}scheme: expected one of {', '.join(SCHEMES)}, got {scheme!r}")
         scheme = "hmac"
+        known_scheme = False
     src_retry = None
     if "retry" in data:
         src_retry = _retry(r, r.table(data, "retry", where), f"{where}retry.", retry)
@@ -377,9 +383,7 @@ def _source(
         ),
         signature_header=r.get(data, "signature_header", where, None, _str),
         signature_prefix=r.get(data, "signature_prefix", where, "", str),
-        signature_encoding=r.get(
-            data, "signature_encoding", where, "hex", _one_of(HMAC_ENCODINGS)
-        ),
+        signature_encoding=r.get(data, "signature_encoding", where, "hex", _one_of(HMAC_ENCODINGS)),
         signature_algorithm=r.get(
             data, "signature_algorithm", where, "sha256", _one_of(HMAC_ALGORITHMS)
         ),
@@ -424,6 +428,8 @@ def parse_settings(
         retry_after=r.get(srv, "retry_after", "server.", d.retry_after, _int(1)),
         wait_replicas=r.get(srv, "wait_replicas", "server.", d.wait_replicas, _int(0, 100)),
         wait_timeout=r.get(srv, "wait_timeout", "server.", d.wait_timeout, parse_duration),
+        drain_delay=r.get(srv, "drain_delay", "server.", d.drain_delay, parse_duration),
+        body_timeout=r.get(srv, "body_timeout", "server.", d.body_timeout, parse_duration),
     )
 
     wrk = r.table(data, "workers", "")

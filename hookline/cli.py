@@ -62,6 +62,9 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
         run(settings, host=host, port=port)
     except HooklineError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # the address is taken or not ours to bind
+        where = f"{host or settings.server.host}:{settings.server.port if port is None else port}"
+        raise click.ClickException(f"cannot listen on {where}: {exc}") from None
 
 
 @main.command()
@@ -171,7 +174,8 @@ def dev(config_path: str | None, data_dir: str, port: int | None) -> None:
     embedded: EmbeddedRedis | None = None
     url = settings.redis_url
     if not url:
-        embedded = EmbeddedRedis(Path(data_dir) / "redis")
+        # absolute: redis-server enters --dir before opening its relative --logfile
+        embedded = EmbeddedRedis(Path(data_dir).resolve() / "redis")
         try:
             embedded.start()
         except HooklineError as exc:

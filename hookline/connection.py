@@ -140,7 +140,8 @@ class EmbeddedRedis:
         if directory is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hookline-redis-")
             directory = self._tmp.name
-        self.directory = Path(directory)
+        # Absolute: redis-server enters --dir before it opens its relative log file.
+        self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.appendfsync = appendfsync

@@ -26,11 +26,16 @@ class SignedRequest:
     event_id: str
 
 
-def _set_path(target: dict[str, Any], path: str, value: str) -> None:
+def _set_path(target: dict[str, Any], path: str, value: str, *, replace: bool) -> None:
     *parents, last = path.split(".")
     for part in parents:
         target = target.setdefault(part, {})
-    target.setdefault(last, value)
+        if not isinstance(target, dict):
+            raise ValueError(f"--data: {part!r} must be a JSON object to hold {path!r}")
+    if replace:
+        target[last] = value
+    else:
+        target.setdefault(last, value)
 
 
 def build_request(
@@ -49,14 +54,18 @@ def build_request(
 
     Raises:
         ConfigError: for an unknown source or unusable secret.
-        ValueError: when ``data`` is not a JSON object although ids live in the body.
+        ValueError: when ``data`` is not a JSON object although ids live in the body, or
+            ``url`` is not an http(s) URL.
     """
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ValueError(f"invalid receiver URL {url!r}: expected http://HOST:PORT/hooks/SOURCE")
     source = settings.sources.get(source_name)
     if source is None:
         known = ", ".join(sorted(settings.sources)) or "none"
         raise ConfigError(f"unknown source {source_name!r}; configured sources: {known}")
     prepared = prepare_source(source)
     event_id = f"evt_{uuid.uuid4().hex}"
+    explicit_type = event_type is not None
     event_type = event_type or "hookline.test"
     headers: CIMultiDict[str] = CIMultiDict(
         {"Content-Type": "application/json", "User-Agent": "hookline-send"}
@@ -65,15 +74,21 @@ def build_request(
         loc for loc in (prepared.id_from[0], prepared.type_from[0]) if loc.startswith("body:")
     ]
     if data is None or body_fields:
-        payload = orjson.loads(data) if data is not None else {"data": {"object": {}}}
+        try:
+            payload = orjson.loads(data) if data is not None else {"data": {"object": {}}}
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(
+                f"--data is not valid JSON ({exc}); source {source_name!r} reads its event "
+                "id or type from the body"
+            ) from None
         if not isinstance(payload, dict):
             raise ValueError("--data must be a JSON object for this source")
-        for locator, value in (
-            (prepared.id_from[0], event_id),
-            (prepared.type_from[0], event_type),
+        for locator, value, replace in (
+            (prepared.id_from[0], event_id, False),
+            (prepared.type_from[0], event_type, explicit_type),  # --type wins over --data
         ):
             if locator.startswith("body:"):
-                _set_path(payload, locator[5:], value)
+                _set_path(payload, locator[5:], value, replace=replace)
         event_id = _lookup(payload, prepared.id_from[0], event_id)
         body = orjson.dumps(payload)
     else:

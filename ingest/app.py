@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -162,7 +163,11 @@ async def _receive(
         fields["outcome"] = "unknown-source"
         return _error(404, "unknown-source", "no source of that name is configured")
     try:
-        body = await _read_body(request, source.settings.max_body)
+        async with asyncio.timeout(app[SETTINGS].server.body_timeout):
+            body = await _read_body(request, source.settings.max_body)
+    except TimeoutError:  # a client trickling its body must not hold the request forever
+        fields["outcome"] = "body-timeout"
+        return _error(408, "body-timeout", "the request body did not arrive in time")
     except _TooLarge:
         fields["outcome"] = "too-large"
         return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
@@ -256,7 +261,8 @@ def create_app(settings: Settings, redis_url: str | None = None) -> web.Applicat
         raise ConfigError("redis.url: not set; set it in the file or HOOKLINE_REDIS_URL")
     sources = {name: prepare_source(src) for name, src in settings.sources.items()}
     largest = max((s.max_body for s in settings.sources.values()), default=1024**2)
-    app = web.Application(client_max_size=largest)
+    # Bodies are verified and stored as the bytes on the wire: no transparent decompression.
+    app = web.Application(client_max_size=largest, handler_args={"auto_decompress": False})
     app[SETTINGS] = settings
     app[SOURCES] = sources
     app[READY] = [False]

@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import signal
+
 import structlog
-from aiohttp import web
+from aiohttp import web, web_runner
 
 from config.settings import Settings
 from hookline.metrics import serve_metrics
-from ingest.app import METRICS, create_app
+from ingest.app import METRICS, READY, create_app
 
 #: Seconds in-flight requests get to finish after SIGTERM.
 SHUTDOWN_GRACE = 10.0
+
+log = structlog.get_logger("hookline.ingest")
+
+
+async def _drain_on_sigterm(app: web.Application, *, delay: float) -> None:
+    """On SIGTERM: report not ready at once, keep serving ``delay`` seconds, then stop.
+
+    Stopping then closes the listener, lets in-flight requests finish (up to
+    :data:`SHUTDOWN_GRACE`) and commits what is pending, through aiohttp's own
+    graceful shutdown.
+    """
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        raise web_runner.GracefulExit
+
+    def begin() -> None:
+        if not app[READY][0]:
+            return
+        app[READY][0] = False
+        log.info("draining", delay=delay)
+        loop.call_later(delay, stop)
+
+    loop.add_signal_handler(signal.SIGTERM, begin)
 
 
 def serve(
@@ -22,13 +50,12 @@ def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM: then stop accepting, finish in-flight requests, commit, exit."""
     app = create_app(settings, redis_url)
+    app.on_startup.append(functools.partial(_drain_on_sigterm, delay=settings.server.drain_delay))
     if settings.metrics.receiver_port:
         serve_metrics(app[METRICS].registry, settings.metrics.host, settings.metrics.receiver_port)
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
-    structlog.get_logger("hookline.ingest").info(
-        "receiver starting", host=bind_host, port=bind_port, sources=sorted(settings.sources)
-    )
+    log.info("receiver starting", host=bind_host, port=bind_port, sources=sorted(settings.sources))
     web.run_app(
         app,
         host=bind_host,

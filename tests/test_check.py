@@ -141,10 +141,8 @@ class TestSources:
         errors = levels(
             run_checks(write(tmp_path, text), {"HOOKLINE_REDIS_URL": redis_url}), "error"
         )
-        assert errors == [
-            "source legacy: sources.legacy.scheme: unknown encoding 'base32'; "
-            "expected one of hex, base64"
-        ]
+        assert len(errors) == 1
+        assert "sources.legacy.signature_encoding: expected one of hex, base64" in errors[0]
 
     def test_no_source_is_a_warning(self, tmp_path: Path, redis_url: str) -> None:
         """A configuration without sources is valid but warned about."""
