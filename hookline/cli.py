@@ -233,3 +233,12 @@ def check(config_path: str | None) -> None:
     click.echo(render(findings))
     if has_errors(findings):
         sys.exit(1)
+
+
+from hookline.console.command import console  # noqa: E402 -- a command kept in its own package
+
+main.add_command(console)
+
+from hookline.dlq_cli import dlq  # noqa: E402 -- registered last, after the group exists
+
+main.add_command(dlq)

@@ -74,6 +74,16 @@ def dlq_source_index(source: str) -> str:
     return f"{PREFIX}:dlq:source:{source}"
 
 
+def dlq_type_index(event_type: str) -> str:
+    """Sorted set of the dead letter ids of one event type, scored by the time they died."""
+    return f"{PREFIX}:dlq:type:{event_type}"
+
+
+def dlq_search() -> str:
+    """Hash of each dead letter's search text: source, type, error type and message."""
+    return f"{PREFIX}:dlq:search"
+
+
 def dlq_entry(entry_id: str) -> str:
     """One dead letter, as JSON."""
     return f"{PREFIX}:dlq:entry:{entry_id}"

@@ -1,9 +1,12 @@
 """The dead-letter queue: events that could not succeed, kept until an operator acts.
 
 Storage (keys in :mod:`hookline.keys`): each dead letter is one JSON string; a sorted
-set indexes all of them by the time they died and one per source does the same; three
-hashes count them by source, by ``source/type`` and by error type, kept exact by the
-scripts that add and remove entries. Nothing expires unless a retention is configured.
+set indexes all of them by the time they died, and one per source and one per event
+type do the same; three hashes count them by source, by ``source/type`` and by error
+type; one hash holds each entry's short search text (source, type, error type and
+message, lower-cased), so a filtered walk never reads whole entries to test them. The
+scripts that add and remove entries keep all of it exact. Nothing expires unless a
+retention is configured. Filtered pages over these indexes are in :mod:`workers.dlq_search`.
 
 A dead letter's id is derived from its source and event id, so the same event dead
 twice is one entry, and moving an entry back to its queue is one atomic script: a
@@ -28,8 +31,12 @@ from hookline.envelope import Envelope
 from hookline.errors import DeadLetterError
 from hookline.lua import WRITE_JOB
 
-# Lua helpers to keep the counters exact; an entry is decoded to find its dimensions.
+# Lua helpers to keep the counters and indexes exact; an entry is decoded to find its
+# dimensions. Every script's ARGV starts with the layout: entry key prefix, source index
+# prefix, type index prefix, search-text hash (source, type, error type and message,
+# separated by byte 31 and lower-cased but for the first two).
 _COUNTERS = """
+local P = {entry = ARGV[1], source = ARGV[2], type = ARGV[3], search = ARGV[4]}
 local function count(entry, delta)
   local e = cjson.decode(entry)
   local env = e['envelope']
@@ -38,52 +45,59 @@ local function count(entry, delta)
   redis.call('HINCRBY', KEYS[3], e['error_type'], delta)
   return e
 end
-local function remove(id, prefix, index, source_prefix)
-  local ekey = prefix .. id
+local function index(id, dead_at, e)
+  local env = e['envelope']
+  redis.call('ZADD', KEYS[4], dead_at, id)
+  redis.call('ZADD', P.source .. env['source'], dead_at, id)
+  redis.call('ZADD', P.type .. env['type'], dead_at, id)
+  redis.call('HSET', P.search, id, env['source'] .. '\\31' .. env['type'] .. '\\31' ..
+    string.lower(e['error_type']) .. '\\31' .. string.lower(e['error_message']))
+end
+local function remove(id)
+  local ekey = P.entry .. id
   local old = redis.call('GET', ekey)
   if not old then return nil end
   local e = count(old, -1)
   redis.call('DEL', ekey)
-  redis.call('ZREM', index, id)
-  redis.call('ZREM', source_prefix .. e['envelope']['source'], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('ZREM', P.source .. e['envelope']['source'], id)
+  redis.call('ZREM', P.type .. e['envelope']['type'], id)
+  redis.call('HDEL', P.search, id)
   return e
 end
 """
 
-# KEYS: 3 counters, index, source index, entry key, [lease key]
-# ARGV: id, dead_at, entry json, entry prefix, source index prefix, [lease owner]
+# KEYS: 3 counters, index, entry key, [lease key]
+# ARGV: layout (4), id, dead_at, entry json, [lease owner]
 _ADD = (
     _COUNTERS
     + """
-remove(ARGV[1], ARGV[4], KEYS[4], ARGV[5])
-redis.call('SET', KEYS[6], ARGV[3])
-count(ARGV[3], 1)
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
-if KEYS[7] and redis.call('GET', KEYS[7]) == ARGV[6] then
-  redis.call('DEL', KEYS[7])
+remove(ARGV[5])
+redis.call('SET', KEYS[5], ARGV[7])
+index(ARGV[5], ARGV[6], count(ARGV[7], 1))
+if KEYS[6] and redis.call('GET', KEYS[6]) == ARGV[8] then
+  redis.call('DEL', KEYS[6])
 end
 return 1
 """
 )
 
-# KEYS: 3 counters, index. ARGV: entry prefix, source index prefix, now, func, timeout, ids...
+# KEYS: 3 counters, index. ARGV: layout (4), now, func, timeout, ids...
 _REPLAY = (
     WRITE_JOB
     + _COUNTERS
     + """
 local moved = {}
-for i = 6, #ARGV do
+for i = 8, #ARGV do
   local id = ARGV[i]
-  local raw = redis.call('GET', ARGV[1] .. id)
-  if raw then
-    local e = remove(id, ARGV[1], KEYS[4], ARGV[2])
+  local e = remove(id)
+  if e then
     local env = e['envelope']
     env['attempts'] = {}
     local queue = env['queue']
     local jid = 'dlq-' .. id .. '-' .. redis.call('INCR', 'hookline:dlq:replays')
-    write_job('rq:queue:' .. queue, 'rq:job:' .. jid, queue, jid, ARGV[3], ARGV[5],
-      'hookline: replay of dead letter ' .. id, ARGV[4], {cjson.encode(env)}, false)
+    write_job('rq:queue:' .. queue, 'rq:job:' .. jid, queue, jid, ARGV[5], ARGV[7],
+      'hookline: replay of dead letter ' .. id, ARGV[6], {cjson.encode(env)}, false)
     moved[#moved + 1] = id
   end
 end
@@ -91,13 +105,13 @@ return moved
 """
 )
 
-# KEYS: 3 counters, index. ARGV: entry prefix, source index prefix, ids...
+# KEYS: 3 counters, index. ARGV: layout (4), ids...
 _DELETE = (
     _COUNTERS
     + """
 local removed = {}
-for i = 3, #ARGV do
-  if remove(ARGV[i], ARGV[1], KEYS[4], ARGV[2]) then removed[#removed + 1] = ARGV[i] end
+for i = 5, #ARGV do
+  if remove(ARGV[i]) then removed[#removed + 1] = ARGV[i] end
 end
 return removed
 """
@@ -161,8 +175,12 @@ def _counter_keys() -> list[str]:
     return [keys.dlq_counts("source"), keys.dlq_counts("type"), keys.dlq_counts("error")]
 
 
-_ENTRY_PREFIX = keys.dlq_entry("")
-_SOURCE_PREFIX = keys.dlq_source_index("")
+_LAYOUT = [
+    keys.dlq_entry(""),
+    keys.dlq_source_index(""),
+    keys.dlq_type_index(""),
+    keys.dlq_search(),
+]
 
 
 class DeadLetters:
@@ -182,6 +200,7 @@ class DeadLetters:
         worker: str,
         lease: tuple[str, str] | None = None,
         now: float | None = None,
+        pipe: redis.client.Pipeline | None = None,
     ) -> DeadLetter:
         """Dead-letter ``envelope`` (its ``attempts`` hold the errors), atomically.
 
@@ -191,6 +210,7 @@ class DeadLetters:
             worker: the worker that gives up on it.
             lease: (lease key, owner) released in the same step, if held.
             now: the time of death (default: now).
+            pipe: a pipeline to queue the write on (bulk loads), instead of running it.
         """
         last = envelope.attempts[-1] if envelope.attempts else {}
         letter = DeadLetter(
@@ -202,23 +222,12 @@ class DeadLetters:
             worker=worker,
             envelope=envelope,
         )
-        script_keys = [
-            *_counter_keys(),
-            keys.dlq_index(),
-            keys.dlq_source_index(envelope.source),
-            keys.dlq_entry(letter.id),
-        ]
-        args: list[Any] = [
-            letter.id,
-            letter.dead_at,
-            orjson.dumps(letter.to_dict()),
-            _ENTRY_PREFIX,
-            _SOURCE_PREFIX,
-        ]
+        script_keys = [*_counter_keys(), keys.dlq_index(), keys.dlq_entry(letter.id)]
+        args: list[Any] = [*_LAYOUT, letter.id, letter.dead_at, orjson.dumps(letter.to_dict())]
         if lease is not None:
             script_keys.append(lease[0])
             args.append(lease[1])
-        self._add(keys=script_keys, args=args)
+        self._add(keys=script_keys, args=args, client=pipe)
         return letter
 
     def get(self, entry: str) -> DeadLetter:
@@ -296,7 +305,7 @@ class DeadLetters:
             return []
         moved = self._replay(
             keys=[*_counter_keys(), keys.dlq_index()],
-            args=[_ENTRY_PREFIX, _SOURCE_PREFIX, rq_timestamp(), JOB_FUNC, JOB_TIMEOUT, *ids],
+            args=[*_LAYOUT, rq_timestamp(), JOB_FUNC, JOB_TIMEOUT, *ids],
         )
         return [as_str(m) for m in moved]
 
@@ -306,7 +315,7 @@ class DeadLetters:
             return []
         removed = self._delete(
             keys=[*_counter_keys(), keys.dlq_index()],
-            args=[_ENTRY_PREFIX, _SOURCE_PREFIX, *ids],
+            args=[*_LAYOUT, *ids],
         )
         return [as_str(m) for m in removed]
 

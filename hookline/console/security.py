@@ -1,0 +1,201 @@
+"""Who may use the console, and how its pages defend themselves.
+
+Every request but the login page and its stylesheet must carry the configured token,
+either as ``Authorization: Bearer`` (scripts) or through a session cookie that the login
+form sets (browsers). The cookie holds no secret: an issue time, a random nonce and a
+MAC under a key drawn at start-up, so a restart logs everyone out and a stolen cookie
+says nothing about the token. Actions are POSTs that must come from the console's own
+pages: a CSRF token bound to the session in a hidden field, and an Origin (or Referer)
+naming the console itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from yarl import URL
+
+from config.settings import Settings
+from hookline.errors import ConfigError
+
+#: Name of the session cookie.
+COOKIE = "hookline_console"
+#: How long a login lasts.
+SESSION_SECONDS = 12 * 3600.0
+#: Headers sent with every response: no framing, no caching, no script at all.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback name or address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_startup(settings: Settings, host: str) -> str:
+    """The console token, after checking the console may start on ``host``.
+
+    Raises:
+        ConfigError: when no token is configured (the console then refuses to start,
+            on a public address and on loopback alike).
+    """
+    token = settings.console.token
+    if token is None or not token.reveal().strip():
+        where = "" if is_loopback(host) else f" and it would listen on {host}, beyond this machine"
+        raise ConfigError(
+            f"console.token is not set{where}: every console request needs it. Set one with "
+            "`export HOOKLINE_CONSOLE_TOKEN=$(python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')` or `token = ...` under [console] in the "
+            "configuration"
+        )
+    return token.reveal()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An authenticated caller: by cookie (a browser, CSRF-checked) or by bearer token."""
+
+    nonce: str
+    csrf: str
+    by_cookie: bool
+
+
+def _bytes(text: str) -> bytes:
+    # Never raises, whatever a client sent (lone surrogates included), and is one-to-one.
+    return text.encode("utf-8", "surrogatepass")
+
+
+class Guard:
+    """Checks tokens, issues and reads session cookies, and derives CSRF tokens."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+        self._key = secrets.token_bytes(32)
+
+    def token_ok(self, given: str) -> bool:
+        """Whether ``given`` is the configured token (constant time)."""
+        return hmac.compare_digest(_bytes(given), self._token)
+
+    def _mac(self, message: str) -> str:
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+
+    def new_cookie(self, now: float | None = None) -> str:
+        """A fresh session cookie value."""
+        body = f"{int(time.time() if now is None else now)}.{secrets.token_hex(16)}"
+        return f"{body}.{self._mac('session.' + body)}"
+
+    def session(self, request: web.Request) -> Session | None:
+        """The request's session, from a bearer token or a valid, unexpired cookie."""
+        auth = request.headers.get("Authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() == "bearer" and self.token_ok(given.strip()):
+            return Session("bearer", "", by_cookie=False)
+        value = request.cookies.get(COOKIE, "")
+        issued, _, rest = value.partition(".")
+        nonce, _, mac = rest.partition(".")
+        if not (issued.isdigit() and nonce and mac):
+            return None
+        if not hmac.compare_digest(mac, self._mac(f"session.{issued}.{nonce}")):
+            return None
+        if time.time() - int(issued) > SESSION_SECONDS:
+            return None
+        return Session(nonce, self._mac("csrf." + nonce), by_cookie=True)
+
+
+def _names_host(url_text: str, host: str) -> bool:
+    """Whether ``url_text`` (an Origin or Referer) points at ``host`` (the Host header)."""
+    try:
+        url = URL(url_text)
+        target = URL(f"{url.scheme}://{host}")
+    except ValueError:
+        return False
+    if url.scheme not in ("http", "https") or not url.host or not target.host:
+        return False
+    return (url.host.lower(), url.port) == (target.host.lower(), target.port)
+
+
+def same_origin(request: web.Request) -> bool:
+    """Whether a POST comes from the console's own pages, by Origin, else Referer.
+
+    The Origin must name the host the request was sent to (its Host header), so the check
+    holds directly and behind a proxy that terminates TLS and passes the Host on. A
+    browser always sends Origin or Referer with a form POST: a request with neither is
+    refused here (a bearer-token script without them is let through by the caller).
+    """
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return _names_host(origin, request.host)
+    referer = request.headers.get("Referer")
+    return referer is not None and _names_host(referer, request.host)
+
+
+def _has_origin(request: web.Request) -> bool:
+    return "Origin" in request.headers or "Referer" in request.headers
+
+
+def _wants_html(request: web.Request) -> bool:
+    return request.method == "GET" and "text/html" in request.headers.get("Accept", "")
+
+
+SESSION = web.RequestKey("session", Session)
+
+
+def guard_middleware(guard: Guard) -> Middleware:
+    """A middleware that lets through only authenticated, same-origin requests."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/login" or request.path.startswith("/static/"):
+            if request.method == "POST" and not same_origin(request):
+                raise web.HTTPForbidden(text="cross-site request refused")
+            return await handler(request)
+        session = guard.session(request)
+        if session is None:
+            if _wants_html(request):
+                raise web.HTTPSeeOther(URL("/login").with_query(next=request.path_qs))
+            raise web.HTTPUnauthorized(
+                text="a console token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if request.method not in ("GET", "HEAD"):
+            if (session.by_cookie or _has_origin(request)) and not same_origin(request):
+                raise web.HTTPForbidden(text="cross-site request refused")
+            if session.by_cookie:
+                form = await request.post()
+                given = form.get("csrf")
+                if not isinstance(given, str) or not hmac.compare_digest(
+                    _bytes(given), _bytes(session.csrf)
+                ):
+                    raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the page")
+        request[SESSION] = session
+        return await handler(request)
+
+    return middleware
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook adding :data:`SECURITY_HEADERS` to every response."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)

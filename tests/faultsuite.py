@@ -1,0 +1,261 @@
+"""The fault suite: steady signed load on a real pipeline while faults are injected.
+
+A pipeline (``Pipeline``) is one Redis with ``appendfsync always``, a ledger Redis for
+the handler's effects, receiver processes and a worker fleet. ``run_suite`` sends a
+steady load with duplicates and failing handlers, injects faults on a schedule —
+worker processes SIGKILLed, Redis restarted, a receiver restarted — then waits for the
+work to settle and reconciles. ``tests/test_faults.py`` runs it at CI size and
+``./run bench faults`` at full size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from config.settings import DEFAULT_QUEUE
+from hookline import keys
+from hookline.connection import EmbeddedRedis
+from tests.cluster import Ledger, Receiver, WorkerFleet, write_pipeline_config
+from tests.load import Delivery, SteadyLoad
+from tests.reconcile import (
+    RECEIVER_RESTART,
+    REDIS_RESTART,
+    WORKER_KILL,
+    Fault,
+    Reconciliation,
+    Run,
+    reconcile,
+)
+from workers.deadletter import DeadLetters
+
+#: Names of the scheduled faults.
+KILL_WORKER = "kill-worker"
+RESTART_REDIS = "restart-redis"
+KILL_REDIS = "kill-redis"
+RESTART_RECEIVER = "restart-receiver"
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteOptions:
+    """The size of a run: load, processes and when each fault strikes (seconds in)."""
+
+    duration: float = 20.0
+    rate: float = 80.0
+    receivers: int = 2
+    workers: int = 3
+    duplicate_ratio: float = 0.10
+    fail_ratio: float = 0.05
+    dead_ratio: float = 0.01
+    schedule: tuple[tuple[float, str], ...] = (
+        (2.0, KILL_WORKER),
+        (4.0, RESTART_REDIS),
+        (6.0, KILL_WORKER),
+        (8.0, RESTART_RECEIVER),
+        (10.0, KILL_WORKER),
+        (12.0, KILL_REDIS),
+        (14.0, KILL_WORKER),
+        (16.0, RESTART_RECEIVER),
+    )
+    settle_timeout: float = 40.0
+    seed: int = 1
+
+
+@dataclass
+class SuiteResult:
+    """What a run produced: the reconciliation and facts about each fault."""
+
+    reconciliation: Reconciliation
+    faults: list[Fault]
+    receiver_exit_codes: list[int] = field(default_factory=list)
+    worker_restart_seconds: list[float] = field(default_factory=list)
+    skipped_ticks: int = 0
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        """The reconciliation report and the faults' own figures."""
+        restarts = ", ".join(f"{s:.1f}" for s in self.worker_restart_seconds)
+        return "\n".join(
+            [
+                self.reconciliation.render(),
+                f"receiver exit codes after SIGTERM: {self.receiver_exit_codes}",
+                f"seconds until a killed worker was replaced: [{restarts}]",
+                f"load ticks skipped (client saturated): {self.skipped_ticks}; "
+                f"run took {self.seconds:.1f} s",
+            ]
+        )
+
+
+class Pipeline:
+    """Redis (AOF always), a ledger, receivers and a worker fleet, all real processes."""
+
+    def __init__(self, directory: Path, *, receivers: int, workers: int) -> None:
+        self.directory = directory
+        self.redis = EmbeddedRedis(directory / "redis", appendfsync="always")
+        self.ledger_server = EmbeddedRedis(directory / "ledger")
+        self.redis.start()
+        self.ledger_server.start()
+        self.ledger = Ledger(self.ledger_server)
+        self.config = write_pipeline_config(directory / "hookline.toml", self.redis.url)
+        self.receivers = [
+            Receiver(self.config, directory / f"serve-{i}.log") for i in range(receivers)
+        ]
+        self.fleet = WorkerFleet(
+            self.config, directory / "work.log", self.ledger.url, processes=workers
+        )
+        self.client = redis.Redis.from_url(self.redis.url)
+
+    def start(self) -> None:
+        """Start the receivers and the workers; return once all run."""
+        for receiver in self.receivers:
+            receiver.start()
+        self.fleet.start()
+        self.fleet.wait_for_workers()
+
+    def close(self) -> None:
+        """Stop every process and server."""
+        for proc in [self.fleet, *self.receivers]:
+            if proc.alive():
+                proc.stop()
+        self.client.close()
+        self.ledger.close()
+        self.redis.close()
+        self.ledger_server.close()
+
+    def urls(self) -> list[str]:
+        """The hook URLs of every receiver (some may be restarting)."""
+        return [r.url() for r in self.receivers]
+
+
+def unsettled(client: redis.Redis) -> int:
+    """Jobs queued or claimed plus retries scheduled; -1 while Redis does not answer."""
+    try:
+        held = sum(int(client.llen(key)) for key in client.scan_iter(keys.worker_jobs("*")))
+        queued = int(client.llen(keys.rq_queue(DEFAULT_QUEUE)))
+        return queued + int(client.zcard(keys.retries())) + held
+    except redis.RedisError:
+        return -1
+
+
+def dead_event_ids(client: redis.Redis) -> set[str]:
+    """The event ids in the dead-letter queue."""
+    return {letter.envelope.id for letter in DeadLetters(client).scan()}
+
+
+def settle(
+    client: redis.Redis, ledger: Ledger, deliveries: Sequence[Delivery], timeout: float
+) -> None:
+    """Wait until no work is left and every acknowledged event is resolved (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    acknowledged = {d.event_id for d in deliveries if d.acknowledged}
+    while time.monotonic() < deadline:
+        if unsettled(client) == 0:
+            with contextlib.suppress(redis.RedisError):
+                if acknowledged <= set(ledger.effects()) | dead_event_ids(client):
+                    return
+        time.sleep(0.2)
+
+
+def collect(
+    client: redis.Redis, ledger: Ledger, deliveries: Sequence[Delivery], faults: Sequence[Fault]
+) -> Reconciliation:
+    """Reconcile the deliveries with the ledger and the dead-letter queue."""
+    effects = ledger.effects()
+    runs = {
+        event_id: [Run(*run) for run in ledger.runs(event_id)]
+        for event_id, count in effects.items()
+        if count > 1
+    }
+    dead = dead_event_ids(client)
+    return reconcile(deliveries, effects, runs, dead, ledger.failures(), faults)
+
+
+def _kill_worker(pipeline: Pipeline, rng: random.Random) -> tuple[Fault, float | None]:
+    pids = pipeline.fleet.workers()
+    victim = rng.choice(pids)
+    at = time.time()
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        now = pipeline.fleet.workers()
+        if victim not in now and len(now) >= pipeline.fleet.processes:
+            return Fault(WORKER_KILL, at, at, f"pid {victim}", (victim,)), time.time() - at
+        time.sleep(0.05)
+    return Fault(WORKER_KILL, at, at, f"pid {victim}", (victim,)), None
+
+
+def _restart_redis(pipeline: Pipeline, *, kill: bool) -> Fault:
+    start = time.time()
+    pipeline.redis.restart(kill=kill)
+    return Fault(REDIS_RESTART, start, time.time(), "SIGKILL" if kill else "SIGTERM")
+
+
+def _restart_receiver(pipeline: Pipeline, rng: random.Random) -> tuple[Fault, int]:
+    receiver = rng.choice(pipeline.receivers)
+    start = time.time()
+    code = receiver.stop(signal.SIGTERM)
+    receiver.start()
+    return Fault(RECEIVER_RESTART, start, time.time(), f"port {receiver.port}"), code
+
+
+def _ticks(schedule: Sequence[tuple[float, str]], began: float) -> Iterator[str]:
+    for at, name in sorted(schedule):
+        delay = began + at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield name
+
+
+def run_suite(directory: Path, options: SuiteOptions) -> SuiteResult:
+    """Run the load and the faults on a fresh pipeline, then reconcile."""
+    rng = random.Random(options.seed)
+    pipeline = Pipeline(directory, receivers=options.receivers, workers=options.workers)
+    started = time.monotonic()
+    try:
+        pipeline.start()
+        load = SteadyLoad(
+            pipeline.urls,
+            rate=options.rate,
+            duplicate_ratio=options.duplicate_ratio,
+            fail_ratio=options.fail_ratio,
+            dead_ratio=options.dead_ratio,
+            seed=options.seed,
+        )
+        faults: list[Fault] = []
+        result = SuiteResult(Reconciliation(), faults)
+        load.start()
+        began = time.monotonic()
+        try:
+            for name in _ticks(options.schedule, began):
+                if name == KILL_WORKER:
+                    fault, replaced = _kill_worker(pipeline, rng)
+                    if replaced is not None:
+                        result.worker_restart_seconds.append(replaced)
+                elif name in (RESTART_REDIS, KILL_REDIS):
+                    fault = _restart_redis(pipeline, kill=name == KILL_REDIS)
+                elif name == RESTART_RECEIVER:
+                    fault, code = _restart_receiver(pipeline, rng)
+                    result.receiver_exit_codes.append(code)
+                else:
+                    raise ValueError(f"unknown fault {name!r}")
+                faults.append(fault)
+            remaining = began + options.duration - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
+        finally:
+            load.stop()
+        settle(pipeline.client, pipeline.ledger, load.deliveries, options.settle_timeout)
+        result.reconciliation = collect(pipeline.client, pipeline.ledger, load.deliveries, faults)
+        result.skipped_ticks = load.skipped
+        result.seconds = time.monotonic() - started
+        return result
+    finally:
+        pipeline.close()

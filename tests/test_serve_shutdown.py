@@ -1,0 +1,96 @@
+"""Receiver SIGTERM: once the drain delay is over it stops accepting, yet finishes in flight.
+
+``tests/test_cli.py`` covers the drain itself (``/readyz`` 503 while still accepting),
+requests held in the group commit, uploads cut by the grace period and the idle exit;
+this adds that the port refuses connections after the drain while requests in flight
+are still answered, and what becomes of a body still arriving then.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.cluster import SOURCE, Receiver, write_pipeline_config
+from tests.helpers import queued_envelopes
+from tests.load import body_for, headers_for
+
+DRAIN = 0.5
+
+
+def _start_upload(port: int, body: bytes, sent: int) -> socket.socket:
+    """Open a connection and send a signed request's headers and ``sent`` body bytes."""
+    head = f"POST /hooks/{SOURCE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers_for(body).items())
+    conn = socket.create_connection(("127.0.0.1", port), timeout=15)
+    conn.sendall(head.encode() + b"\r\n" + body[:sent])
+    return conn
+
+
+def _status_of(conn: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = conn.recv(1024)
+        if not chunk:
+            return 0
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+class TestReceiverShutdown:
+    def test_after_the_drain_the_port_refuses_connections_while_in_flight_requests_finish(
+        self, redis_url: str, r: redis.Redis, tmp_path: Path
+    ) -> None:
+        """After SIGTERM and the drain delay the port refuses new connections, while a
+        request already received is still answered 202 and stored, and the exit is 0."""
+        config = write_pipeline_config(
+            tmp_path / "hookline.toml",
+            redis_url,
+            server={"drain_delay": DRAIN, "commit_delay": DRAIN + 1.5},
+        )
+        with Receiver(config, tmp_path / "serve.log") as receiver:
+            body = body_for("evt_in_flight")
+            request = _start_upload(receiver.port, body, sent=len(body))
+            time.sleep(0.2)  # received, and held by the commit delay
+            receiver.send(signal.SIGTERM)
+            time.sleep(DRAIN + 0.5)
+            assert receiver.alive(), "exited with a request in flight"
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", receiver.port), timeout=2).close()
+            assert _status_of(request) == 202
+            request.close()
+            assert receiver.wait(timeout=10) == 0, receiver.output()
+        assert [e.id for e in queued_envelopes(r)] == ["evt_in_flight"]
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="aiohttp's graceful shutdown (Server.pre_shutdown) calls close() on every "
+        "connection once the listener closes, and RequestHandler.data_received then "
+        "discards incoming bytes, so a body still arriving can never complete: it is "
+        "answered 408 when server.body_timeout passes (aio-libs/aiohttp#2298)",
+    )
+    def test_upload_in_progress_when_the_listener_closes_completes(
+        self, redis_url: str, r: redis.Redis, tmp_path: Path
+    ) -> None:
+        """A request whose body is still arriving when the drain ends is read to its end,
+        answered 202 and stored before the receiver exits 0."""
+        config = write_pipeline_config(
+            tmp_path / "hookline.toml", redis_url, server={"drain_delay": DRAIN, "body_timeout": 3}
+        )
+        with Receiver(config, tmp_path / "serve.log") as receiver:
+            body = body_for("evt_uploading", padding="x" * 2000)
+            upload = _start_upload(receiver.port, body, sent=100)
+            time.sleep(0.2)  # the handler now waits for the rest of the body
+            receiver.send(signal.SIGTERM)
+            time.sleep(DRAIN + 0.5)  # the listener is closed, the upload still open
+            upload.sendall(body[100:])
+            status = _status_of(upload)
+            upload.close()
+            assert receiver.wait(timeout=10) == 0, receiver.output()
+        assert status == 202
+        assert [e.id for e in queued_envelopes(r)] == ["evt_uploading"]
