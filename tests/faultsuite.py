@@ -14,6 +14,7 @@ import contextlib
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,13 +77,16 @@ class SuiteResult:
     reconciliation: Reconciliation
     faults: list[Fault]
     receiver_exit_codes: list[int] = field(default_factory=list)
-    worker_restart_seconds: list[float] = field(default_factory=list)
+    #: Per worker kill: seconds until the fleet was whole again (None: not by the end).
+    worker_restart_seconds: list[float | None] = field(default_factory=list)
     skipped_ticks: int = 0
     seconds: float = 0.0
 
     def render(self) -> str:
         """The reconciliation report and the faults' own figures."""
-        restarts = ", ".join(f"{s:.1f}" for s in self.worker_restart_seconds)
+        restarts = ", ".join(
+            "never" if s is None else f"{s:.1f}" for s in self.worker_restart_seconds
+        )
         return "\n".join(
             [
                 self.reconciliation.render(),
@@ -101,8 +105,6 @@ class Pipeline:
         self.directory = directory
         self.redis = EmbeddedRedis(directory / "redis", appendfsync="always")
         self.ledger_server = EmbeddedRedis(directory / "ledger")
-        self.redis.start()
-        self.ledger_server.start()
         self.ledger = Ledger(self.ledger_server)
         self.config = write_pipeline_config(directory / "hookline.toml", self.redis.url)
         self.receivers = [
@@ -114,7 +116,9 @@ class Pipeline:
         self.client = redis.Redis.from_url(self.redis.url)
 
     def start(self) -> None:
-        """Start the receivers and the workers; return once all run."""
+        """Start both Redis servers, the receivers and the workers; return once all run."""
+        self.redis.start()
+        self.ledger_server.start()
         for receiver in self.receivers:
             receiver.start()
         self.fleet.start()
@@ -178,18 +182,47 @@ def collect(
     return reconcile(deliveries, effects, runs, dead, ledger.failures(), faults)
 
 
-def _kill_worker(pipeline: Pipeline, rng: random.Random) -> tuple[Fault, float | None]:
+class FleetWatcher:
+    """Samples the worker fleet's pids from a thread, to time the replacement of a kill."""
+
+    def __init__(self, fleet: WorkerFleet, every: float = 0.05) -> None:
+        self.fleet = fleet
+        self.samples: list[tuple[float, frozenset[int]]] = []
+        self._stop = threading.Event()
+        self._every = every
+        self._thread = threading.Thread(target=self._run, name="fleet-watcher", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append((time.time(), frozenset(self.fleet.workers())))
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def replaced_after(self, fault: Fault) -> float | None:
+        """Seconds from a kill until the fleet was whole again without the victim."""
+        for at, pids in self.samples:
+            whole = len(pids) >= self.fleet.processes and not pids & set(fault.pids)
+            if at > fault.start and whole:
+                return at - fault.start
+        return None
+
+
+def _kill_worker(pipeline: Pipeline, rng: random.Random) -> Fault:
     pids = pipeline.fleet.workers()
+    if not pids:
+        at = time.time()
+        return Fault(WORKER_KILL, at, at, "no worker was running")
     victim = rng.choice(pids)
     at = time.time()
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline:
-        now = pipeline.fleet.workers()
-        if victim not in now and len(now) >= pipeline.fleet.processes:
-            return Fault(WORKER_KILL, at, at, f"pid {victim}", (victim,)), time.time() - at
-        time.sleep(0.05)
-    return Fault(WORKER_KILL, at, at, f"pid {victim}", (victim,)), None
+    return Fault(WORKER_KILL, at, at, f"pid {victim}", (victim,))
 
 
 def _restart_redis(pipeline: Pipeline, *, kill: bool) -> Fault:
@@ -231,14 +264,14 @@ def run_suite(directory: Path, options: SuiteOptions) -> SuiteResult:
         )
         faults: list[Fault] = []
         result = SuiteResult(Reconciliation(), faults)
+        watcher = FleetWatcher(pipeline.fleet)
+        watcher.start()
         load.start()
         began = time.monotonic()
         try:
             for name in _ticks(options.schedule, began):
                 if name == KILL_WORKER:
-                    fault, replaced = _kill_worker(pipeline, rng)
-                    if replaced is not None:
-                        result.worker_restart_seconds.append(replaced)
+                    fault = _kill_worker(pipeline, rng)
                 elif name in (RESTART_REDIS, KILL_REDIS):
                     fault = _restart_redis(pipeline, kill=name == KILL_REDIS)
                 elif name == RESTART_RECEIVER:
@@ -253,6 +286,10 @@ def run_suite(directory: Path, options: SuiteOptions) -> SuiteResult:
         finally:
             load.stop()
         settle(pipeline.client, pipeline.ledger, load.deliveries, options.settle_timeout)
+        watcher.stop()
+        result.worker_restart_seconds = [
+            watcher.replaced_after(f) for f in faults if f.kind == WORKER_KILL
+        ]
         result.reconciliation = collect(pipeline.client, pipeline.ledger, load.deliveries, faults)
         result.skipped_ticks = load.skipped
         result.seconds = time.monotonic() - started

@@ -95,12 +95,16 @@ class TestSentinelFailover:
     def test_pipeline_follows_a_failover_and_handles_every_acknowledged_event(
         self, group: Group, ledger: Ledger, tmp_path: Path
     ) -> None:
-        """SIGKILL the primary under load: after promotion events flow again, and every one
-        acknowledged (with wait_replicas = 1) is handled exactly once."""
+        """SIGKILL the primary under load: after promotion, and the old primary's return as a
+        replica, events flow again, and every one acknowledged is handled exactly once.
+
+        wait_replicas equals the number of replicas, so whichever replica Sentinel promotes
+        has every acknowledged event and every recorded outcome; with fewer, a promoted
+        replica may lack an outcome and an event may run twice (README, durability)."""
         config = write_pipeline_config(
             tmp_path / "hookline.toml",
             group.sentinel.url,
-            server={"wait_replicas": 1, "wait_timeout": 0.5},
+            server={"wait_replicas": len(group.replicas), "wait_timeout": 0.5},
         )
         receiver = Receiver(config, tmp_path / "serve.log")
         fleet = WorkerFleet(config, tmp_path / "work.log", ledger.url, processes=2)
@@ -120,6 +124,7 @@ class TestSentinelFailover:
                     what="the Sentinel to promote a replica",
                 )
                 promoted_at = time.time()
+                group.primary.start()  # it comes back, and Sentinel makes it a replica
                 wait_for(
                     lambda: load.acknowledged_since(promoted_at) >= 120,
                     timeout=20,
@@ -134,14 +139,8 @@ class TestSentinelFailover:
         report = result.render() + f"\nfailover took {promoted_at - killed_at:.1f} s"
         print(report)
         assert result.problems() == [], report
-        assert result.handled_once + len(result.reruns) == result.acknowledged, report
+        assert result.handled_once == result.acknowledged, report
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="workers/runner.py Processor._mark_done does not retry a failed write: the "
-        "worker process exits 1 on the ConnectionError, its heartbeat expires, and the job "
-        "is requeued and run again on the new primary although the handler had succeeded",
-    )
     def test_primary_lost_between_effect_and_done_marker_does_not_rerun(
         self, group: Group, ledger: Ledger, tmp_path: Path
     ) -> None:

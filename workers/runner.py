@@ -10,6 +10,7 @@ decided here, around the handler call; the worker loop only claims and acknowled
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 import traceback
@@ -38,6 +39,8 @@ MAX_TRACEBACK = 4000
 MAX_MESSAGE = 1000
 #: Extra lease time beyond the handler time limit.
 LEASE_MARGIN = 30.0
+#: How long a worker keeps retrying the write that records an outcome (within the lease).
+RESOLVE_PATIENCE = LEASE_MARGIN / 2
 
 # KEYS: lease, done. ARGV: me, ttl ms, heartbeat key prefix.
 # Returns 0: lease taken; 1: already done; 2: a live worker holds it.
@@ -135,6 +138,8 @@ class Processor:
         self._lease = client.register_script(_LEASE)
         self._release = client.register_script(_RELEASE)
         self._lease_ms = int((settings.workers.handler_timeout + LEASE_MARGIN) * 1000)
+        self._wait_replicas = settings.server.wait_replicas
+        self._wait_ms = max(1, int(settings.server.wait_timeout * 1000))
 
     def done_ttl(self, source: str) -> float:
         """How long a done marker lives: at least the receiver's dedupe window."""
@@ -154,6 +159,10 @@ class Processor:
                     client=pipe,
                 )
             verdicts = pipe.execute()
+        if self._wait_replicas:
+            # The leases (and the claim before them) reach a replica before any handler
+            # runs, so a failover cannot hand the same event to a second worker meanwhile.
+            self.client.wait(self._wait_replicas, self._wait_ms)
         counts: Counter[str] = Counter()
         for index, (env, verdict) in enumerate(zip(envelopes, verdicts, strict=True)):
             if verdict != 0:
@@ -181,9 +190,7 @@ class Processor:
             src = self.settings.sources.get(event.source)
             if src is not None and src.unhandled == "dead-letter":
                 failed = self._record(envelope, LookupError("no handler for this event"), "")
-                self.dead_letters.add(
-                    failed, reason="unhandled", worker=self.worker, lease=self._lease_of(envelope)
-                )
+                self._dead_letter(failed, "unhandled")
                 self.observer.dead(event, "unhandled")
                 bound.warning("event dead-lettered", reason="unhandled")
                 return "dead"
@@ -208,7 +215,29 @@ class Processor:
     def _lease_of(self, env: Envelope) -> tuple[str, str]:
         return keys.lease(env.source, env.id), self.worker
 
+    def _persist(self, write: Callable[[], object]) -> None:
+        """Run a resolution write, retrying while Redis is unreachable or failing over.
+
+        The handler has already run: giving up here would make the event run again, so
+        the worker keeps trying (holding its lease) for up to :data:`RESOLVE_PATIENCE`.
+        """
+        deadline = time.monotonic() + RESOLVE_PATIENCE
+        pause = 0.05
+        while True:
+            try:
+                write()
+                return
+            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("resolution write failed; retrying", error=repr(exc), pause=pause)
+                time.sleep(pause)
+                pause = min(2.0, pause * 2)
+
     def _mark_done(self, env: Envelope, *, ignored: bool = False) -> None:
+        self._persist(functools.partial(self._write_done, env, ignored))
+
+    def _write_done(self, env: Envelope, ignored: bool) -> None:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.set(
                 keys.done(env.source, env.id), self.worker, px=int(self.done_ttl(env.source) * 1000)
@@ -216,7 +245,7 @@ class Processor:
             if ignored:
                 pipe.hincrby(keys.ignored(), env.source, 1)
             self._release(keys=[keys.lease(env.source, env.id)], args=[self.worker], client=pipe)
-            pipe.execute()
+            self._execute(pipe)
 
     def _record(self, env: Envelope, exc: BaseException, tb: str, seconds: float = 0.0) -> Envelope:
         attempt = {
@@ -238,6 +267,37 @@ class Processor:
             attempts=[*env.attempts, attempt],
         )
 
+    def _dead_letter(self, failed: Envelope, reason: str) -> None:
+        def write() -> None:
+            with self.client.pipeline(transaction=False) as pipe:
+                lease = self._lease_of(failed)
+                self.dead_letters.add(
+                    failed, reason=reason, worker=self.worker, lease=lease, pipe=pipe
+                )
+                self._execute(pipe)
+
+        self._persist(write)
+
+    def _write_retry(self, failed: Envelope, due: float) -> None:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.retries(), {failed.to_json(): due})
+            lease = keys.lease(failed.source, failed.id)
+            self._release(keys=[lease], args=[self.worker], client=pipe)
+            self._execute(pipe)
+
+    def _execute(self, pipe: redis.client.Pipeline) -> None:
+        """Execute an outcome's writes, then wait (best effort) for replicas to have them.
+
+        With ``server.wait_replicas`` set, the outcome is on a replica before the job is
+        acknowledged, so a failover right after does not forget that the event was done.
+        A missing replica delays each outcome by ``wait_timeout`` but stops nothing.
+        """
+        pipe.execute()
+        if self._wait_replicas:
+            acked = int(self.client.wait(self._wait_replicas, self._wait_ms))
+            if acked < self._wait_replicas:
+                log.warning("outcome not confirmed by replicas", confirmed=acked)
+
     def _failed(self, env: Envelope, event: Event, exc: Exception, seconds: float) -> str:
         failed = self._record(env, exc, traceback.format_exc(), seconds)
         policy = self.settings.source_retry(env.source)
@@ -250,17 +310,12 @@ class Processor:
         )
         if isinstance(exc, PermanentError) or len(failed.attempts) >= policy.max_attempts:
             reason = "permanent" if isinstance(exc, PermanentError) else "exhausted"
-            self.dead_letters.add(
-                failed, reason=reason, worker=self.worker, lease=self._lease_of(env)
-            )
+            self._dead_letter(failed, reason)
             self.observer.dead(event, reason)
             bound.warning("event dead-lettered", reason=reason)
             return "dead"
         delay = backoff(policy, len(failed.attempts))
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.zadd(keys.retries(), {failed.to_json(): time.time() + delay})
-            self._release(keys=[keys.lease(env.source, env.id)], args=[self.worker], client=pipe)
-            pipe.execute()
+        self._persist(functools.partial(self._write_retry, failed, time.time() + delay))
         self.observer.retried(event, exc)
         bound.info("attempt failed; retry scheduled", delay=round(delay, 3))
         return "retried"

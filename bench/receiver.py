@@ -1,0 +1,281 @@
+"""Requests/s of `hookline serve` next to a bare and a naive aiohttp receiver, under wrk.
+
+Same load for all three (wrk, same connections, threads and duration, after a warm-up),
+same ~1.5 KB Stripe-signed events with distinct ids, one private redis-server
+(appendfsync everysec) emptied between runs, each receiver in a process of its own:
+
+  (a) bare aiohttp: read the body, answer 202;
+  (b) naive: verify the signature, ``rq.Queue.enqueue`` in a thread, sync Redis client;
+  (c) ``hookline serve``, the real command, with a config file naming that Redis.
+
+After (b) and (c) it checks that Redis holds every event answered with a 2xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import cpu
+from bench.apps import NAIVE_QUEUE
+from bench.pool import SECRET, Pool, pool_size, write_pool
+from bench.report import Measured, Target, as_json, table
+from bench.servers import Server
+from bench.stored import Stored, hookline_events, rq_jobs
+from bench.wrk import find_wrk, run_wrk
+from config.settings import CONFIG_ENV, DEFAULT_QUEUE, REDIS_URL_ENV
+from hookline.connection import EmbeddedRedis, free_port
+
+TARGETS = (
+    Target("a", "bare", "bare aiohttp (read body, 202)"),
+    Target("b", "naive", "naive: verify, rq enqueue in a thread"),
+    Target("c", "hookline", "hookline serve"),
+)
+#: Where results are saved (git-ignored).
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Seconds left after the warm-up for requests still in flight to finish.
+SETTLE = 1.0
+#: Replay tolerance given to the benchmark's source, so that pre-signed events stay valid.
+TOLERANCE_S = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The command line."""
+
+    duration: int
+    warmup: int
+    connections: int
+    threads: int
+    max_rate: int
+    targets: tuple[str, ...]
+    log_level: str
+    json: bool
+    save: bool
+
+
+def parse_options(argv: Sequence[str]) -> Options:
+    """Parse ``argv`` (the arguments after ``receiver``)."""
+    parser = argparse.ArgumentParser(
+        prog="./run bench receiver",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds measured (10)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (2)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument(
+        "--max-rate",
+        type=int,
+        default=40_000,
+        help="requests/s the pool of signed events is sized for (40000)",
+    )
+    parser.add_argument(
+        "--targets",
+        default="bare,naive,hookline",
+        help="comma-separated subset of bare, naive, hookline (all)",
+    )
+    parser.add_argument("--log-level", default="info", help="hookline serve's (info)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--no-save", action="store_true", help=f"do not write {RESULTS_DIR}/")
+    args = parser.parse_args(argv)
+    names = tuple(n.strip() for n in args.targets.split(",") if n.strip())
+    unknown = sorted(set(names) - {t.name for t in TARGETS})
+    if unknown or not names:
+        parser.error(f"--targets: unknown {', '.join(unknown) or '(none given)'}")
+    if min(args.duration, args.connections, args.threads, args.max_rate) < 1 or args.warmup < 0:
+        parser.error("durations, connections, threads and --max-rate must be positive")
+    return Options(
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        threads=args.threads,
+        max_rate=args.max_rate,
+        targets=names,
+        log_level=args.log_level,
+        json=args.json,
+        save=not args.no_save,
+    )
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _hookline_config(directory: Path, redis_url: str, port: int) -> Path:
+    """A configuration with one Stripe source for ``hookline serve``."""
+    path = directory / "hookline.toml"
+    path.write_text(
+        f"""[redis]
+url = "{redis_url}"
+
+[server]
+host = "127.0.0.1"
+port = {port}
+
+[sources.stripe]
+scheme = "stripe"
+secrets = ["{SECRET}"]
+tolerance = {TOLERANCE_S}
+# No worker drains the queue during the benchmark: keep backpressure out of the way.
+max_queue_depth = 1000000000
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _command(target: Target, port: int, redis_url: str, work: Path, log_level: str) -> list[str]:
+    """The command line that serves ``target`` on ``port``."""
+    python = sys.executable
+    if target.name == "bare":
+        return [python, "-m", "bench.serve", "bare", "--port", str(port)]
+    if target.name == "naive":
+        return [
+            *(python, "-m", "bench.serve", "naive", "--port", str(port)),
+            *("--redis-url", redis_url, "--secret", SECRET, "--tolerance", str(TOLERANCE_S)),
+        ]
+    config = _hookline_config(work, redis_url, port)
+    return [python, "-m", "hookline", "serve", "--config", str(config), "--log-level", log_level]
+
+
+@dataclass(frozen=True, slots=True)
+class _Bench:
+    """What every run shares."""
+
+    options: Options
+    wrk: str
+    work: Path
+    warmup_pool: Pool
+    pool: Pool
+    redis_url: str
+    redis_pid: int
+    client: redis.Redis
+
+
+def _stored(target: Target, client: redis.Redis) -> Stored | None:
+    if target.name == "hookline":
+        return hookline_events(client, DEFAULT_QUEUE)
+    if target.name == "naive":
+        return rq_jobs(client, NAIVE_QUEUE)
+    return None
+
+
+def _measure(target: Target, bench: _Bench) -> Measured:
+    """Serve ``target``, warm it up, empty Redis, measure, stop it, count what it stored."""
+    opts = bench.options
+    port = free_port()
+    argv = _command(target, port, bench.redis_url, bench.work, opts.log_level)
+    env = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, REDIS_URL_ENV)}
+    url = f"http://127.0.0.1:{port}/hooks/stripe"
+    bench.client.flushall()
+    _progress(f"({target.key}) {target.label}: port {port}")
+    with Server(argv, port, bench.work / f"{target.name}.log", env) as server:
+        if opts.warmup:
+            run_wrk(
+                bench.wrk,
+                url,
+                bench.warmup_pool.directory,
+                duration=opts.warmup,
+                connections=opts.connections,
+                threads=opts.threads,
+            )
+            time.sleep(SETTLE)
+        bench.client.flushall()
+        meter = cpu.start(server.pid, bench.redis_pid)
+        began = time.monotonic()
+        result = run_wrk(
+            bench.wrk,
+            url,
+            bench.pool.directory,
+            duration=opts.duration,
+            connections=opts.connections,
+            threads=opts.threads,
+        )
+        share = meter.stop(time.monotonic() - began, result.requests) if meter else None
+    # The server has exited: whatever it was still committing is in Redis now.
+    measured = Measured(target, result, _stored(target, bench.client), share)
+    _progress(
+        f"    {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
+    )
+    return measured
+
+
+def _revision() -> str | None:
+    """The commit measured, ``-dirty`` when the work tree has changes, if git can tell."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def _settings(opts: Options, pool: Pool) -> dict[str, Any]:
+    return {
+        "revision": _revision(),
+        "duration": opts.duration,
+        "warmup": opts.warmup,
+        "connections": opts.connections,
+        "threads": opts.threads,
+        "body_bytes": pool.body_size,
+        "pool": pool.size,
+        "hookline_log_level": opts.log_level,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the benchmark: 0 when the pool sufficed and every stored count checks out, else 1."""
+    opts = parse_options(argv)
+    wrk = find_wrk()
+    targets = [t for t in TARGETS if t.name in opts.targets]
+    with tempfile.TemporaryDirectory(prefix="hookline-bench-") as tmp:
+        work = Path(tmp)
+        per_thread = pool_size(opts.duration, opts.max_rate, opts.threads)
+        _progress(f"signing {per_thread * opts.threads:,} events for up to {opts.max_rate:,} req/s")
+        warm = pool_size(opts.warmup, opts.max_rate, opts.threads) if opts.warmup else 1
+        warmup_pool = write_pool(work / "warmup", tag="w", threads=opts.threads, per_thread=warm)
+        pool = write_pool(work / "pool", tag="m", threads=opts.threads, per_thread=per_thread)
+        with EmbeddedRedis(work / "redis", appendfsync="everysec") as server:
+            assert server.process is not None  # started by entering
+            client = redis.Redis.from_url(server.url)
+            bench = _Bench(
+                opts, wrk, work, warmup_pool, pool, server.url, server.process.pid, client
+            )
+            try:
+                results = [_measure(target, bench) for target in targets]
+            finally:
+                client.close()
+    settings = _settings(opts, pool)
+    document = as_json(settings, results)
+    print(json.dumps(document, indent=2) if opts.json else table(settings, results))
+    if opts.save:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        saved = RESULTS_DIR / f"receiver-{stamp}.json"
+        saved.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        _progress(f"saved {saved}")
+    valid = all(m.consistent is not False and not m.wrk.exhausted for m in results)
+    return 0 if valid else 1
