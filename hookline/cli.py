@@ -14,7 +14,7 @@ import click
 
 from config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings, load_settings
 from hookline.errors import HooklineError
-from hookline.logs import configure_logging
+from hookline.logs import JsonLines, configure_logging
 
 #: The configuration ``hookline dev`` uses when none is given.
 DEV_CONFIG = Path(__file__).resolve().parent.parent / "config" / "dev.toml"
@@ -52,14 +52,15 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
     from ingest.server import serve as run
 
     settings = load(config_path)
-    configure_logging(log_level)
+    stream = configure_logging(log_level)
     if not settings.redis_url:
         raise click.ClickException(
             f"redis.url is not set: set it in the configuration or {REDIS_URL_ENV}, "
             "or use `hookline dev` for an embedded Redis"
         )
     try:
-        run(settings, host=host, port=port)
+        access_log = JsonLines(stream, log_level) if stream is not None else None
+        run(settings, host=host, port=port, access_log=access_log)
     except HooklineError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # the address is taken or not ours to bind

@@ -2,30 +2,118 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import BinaryIO
 
 import orjson
 import structlog
 
 
-def configure_logging(level: str = "info", *, json: bool = True) -> None:
+class LoopBatchedStream:
+    """A byte stream that writes what one event-loop iteration logged in one system call.
+
+    structlog flushes after every line; a write system call per line costs the receiver
+    more than rendering the line. Inside a running event loop, lines are gathered and
+    written at the end of the current iteration (no timer: nothing waits on a quiet
+    process); outside one, and at exit, they are written at once.
+    """
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+        self._pending: list[bytes] = []
+        self._scheduled = False
+        self._lock = threading.Lock()  # threads without a loop (executors) log here too
+        atexit.register(self._write_out)
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the end of this loop iteration."""
+        with self._lock:
+            self._pending.append(data)
+
+    def flush(self) -> None:
+        """Write at the end of this loop iteration, or now when no loop runs."""
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_out()
+            return
+        self._scheduled = True
+        loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        with self._lock:
+            self._scheduled = False
+            data, self._pending = b"".join(self._pending), []
+            if data:
+                self._target.write(data)
+                self._target.flush()
+
+
+#: What a log method of :data:`AccessLog` takes: a level name and the line's fields.
+LogLine = Callable[[str, dict[str, object]], None]
+
+
+def structlog_lines(name: str) -> LogLine:
+    """Access lines through structlog (the default; ``capture_logs`` sees them)."""
+    log = structlog.get_logger(name)
+
+    def emit(level: str, fields: dict[str, object]) -> None:
+        getattr(log, level)(fields.pop("event"), **fields)
+
+    return emit
+
+
+class JsonLines:
+    """Access lines rendered straight to JSON: the same shape as structlog's, a third the cost.
+
+    The receiver writes one line per request; structlog's processor chain costs about
+    three times what rendering the line with orjson does, and this is the hot path.
+    """
+
+    def __init__(self, stream: LoopBatchedStream, level: str = "info") -> None:
+        self._stream = stream
+        self._lowest = logging.getLevelName(level.upper())
+
+    def __call__(self, level: str, fields: dict[str, object]) -> None:
+        """Write one line with ``fields`` plus level and UTC timestamp, if the level passes."""
+        if logging.getLevelName(level.upper()) < self._lowest:
+            return
+        fields["level"] = level
+        fields["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        self._stream.write(orjson.dumps(fields) + b"\n")
+        self._stream.flush()
+
+
+def configure_logging(level: str = "info", *, json: bool = True) -> LoopBatchedStream | None:
     """Send structlog output as one JSON object a line to stderr.
 
     Args:
         level: the lowest level logged.
         json: JSON lines (default) or a coloured console format for humans.
+
+    Returns:
+        the stream JSON lines go to (for :class:`JsonLines`), or ``None`` for console output.
     """
     renderer: structlog.typing.Processor
+    stream: LoopBatchedStream | None = None
     if json:
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
-        factory: structlog.typing.WrappedLogger = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        stream = LoopBatchedStream(sys.stderr.buffer)
+        # BytesLoggerFactory is annotated for a file object; it only calls write and flush.
+        factory: structlog.typing.WrappedLogger = structlog.BytesLoggerFactory(stream)  # type: ignore[arg-type]
     else:
         renderer = structlog.dev.ConsoleRenderer()
         factory = structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -35,3 +123,4 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+    return stream

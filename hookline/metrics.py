@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import redis
@@ -87,11 +87,34 @@ class ReceiverMetrics:
             buckets=FAST_BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge(
+        #: Requests being handled; a plain number the gauge reads at scrape time, since
+        #: a Gauge's locked inc/dec on every request costs more than it tells.
+        self.in_flight = 0
+        Gauge(
             "hookline_http_requests_in_flight",
             "Webhook requests being handled.",
             registry=registry,
-        )
+        ).set_function(lambda: self.in_flight)
+        self._answers: dict[tuple[str, int, object], Callable[[], None]] = {}
+
+    def answered(self, source: str, status: int, outcome: object) -> None:
+        """Count one answered request (its labelled children are looked up once)."""
+        key = (source, status, outcome)
+        count = self._answers.get(key)
+        if count is None:
+            children = [self.requests.labels(source, str(status))]
+            if outcome in ("stale", "bad-signature"):
+                reason = "timestamp" if outcome == "stale" else "signature"
+                children.append(self.signature_failures.labels(source, reason))
+            elif outcome == "duplicate":
+                children.append(self.duplicates.labels(source))
+
+            def count() -> None:
+                for child in children:
+                    child.inc()
+
+            self._answers[key] = count
+        count()
 
 
 class WorkerMetrics:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
-import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -22,12 +21,11 @@ from hookline.connection import async_client
 from hookline.enqueue import Outcome, Pending
 from hookline.envelope import Envelope
 from hookline.errors import ConfigError, ExtractionError, TimestampError, VerificationError
+from hookline.logs import LogLine, structlog_lines
 from hookline.metrics import UNKNOWN_SOURCE, ReceiverMetrics
 from ingest.commit import GroupCommitter
 from ingest.extract import RequestFields
 from ingest.schemes import Scheme, get_scheme
-
-log = structlog.get_logger("hookline.ingest")
 
 #: Headers kept in every envelope besides the scheme's own.
 BASE_HEADERS = ("content-type", "user-agent")
@@ -91,6 +89,8 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 COMMITTER = web.AppKey("committer", GroupCommitter)
 READY = web.AppKey("ready", list[bool])
 METRICS = web.AppKey("metrics", ReceiverMetrics)
+RETRY_AFTER = web.AppKey("retry_after", dict[str, str])
+ACCESS_LOG: web.AppKey[LogLine] = web.AppKey("access_log")
 
 
 def _json(status: int, payload: object, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -133,25 +133,17 @@ async def receive(request: web.Request) -> web.Response:
     source = request.app[SOURCES].get(name)
     fields: dict[str, object] = {"source": name}
     metrics = request.app[METRICS]
-    metrics.in_flight.inc()
+    metrics.in_flight += 1
     try:
         response = await _receive(request, source, fields)
     finally:
-        metrics.in_flight.dec()
+        metrics.in_flight -= 1
     label = name if source is not None else UNKNOWN_SOURCE
-    metrics.requests.labels(label, str(response.status)).inc()
-    outcome = fields.get("outcome")
-    if outcome in ("stale", "bad-signature"):
-        reason = "timestamp" if outcome == "stale" else "signature"
-        metrics.signature_failures.labels(label, reason).inc()
-    elif outcome == "duplicate":
-        metrics.duplicates.labels(label).inc()
+    metrics.answered(label, response.status, fields.get("outcome"))
     fields["status"] = response.status
     fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    if response.status >= 500:
-        log.warning("webhook", **fields)
-    else:
-        log.info("webhook", **fields)
+    fields["event"] = "webhook"
+    request.app[ACCESS_LOG]("warning" if response.status >= 500 else "info", fields)
     return response
 
 
@@ -163,8 +155,12 @@ async def _receive(
         fields["outcome"] = "unknown-source"
         return _error(404, "unknown-source", "no source of that name is configured")
     try:
-        async with asyncio.timeout(app[SETTINGS].server.body_timeout):
-            body = await _read_body(request, source.settings.max_body)
+        length = request.content_length
+        if length is not None and length <= source.settings.max_body and request.content.is_eof():
+            body = await request.read()  # the usual webhook: the whole body came with the headers
+        else:
+            async with asyncio.timeout(app[SETTINGS].server.body_timeout):
+                body = await _read_body(request, source.settings.max_body)
     except TimeoutError:  # a client trickling its body must not hold the request forever
         fields["outcome"] = "body-timeout"
         return _error(408, "body-timeout", "the request body did not arrive in time")
@@ -211,7 +207,7 @@ async def _receive(
         queue=source.settings.queue,
     )
     pending = Pending(envelope, source.settings.dedupe_window, source.settings.max_queue_depth)
-    retry_after = {"Retry-After": str(app[SETTINGS].server.retry_after)}
+    retry_after = app[RETRY_AFTER]
     committing = time.perf_counter()
     try:
         outcome = await app[COMMITTER].submit(pending)
@@ -246,12 +242,15 @@ async def readyz(request: web.Request) -> web.Response:
     return _json(200, {"status": "ready"})
 
 
-def create_app(settings: Settings, redis_url: str | None = None) -> web.Application:
+def create_app(
+    settings: Settings, redis_url: str | None = None, *, access_log: LogLine | None = None
+) -> web.Application:
     """Build the receiver application for ``settings``.
 
     Args:
         settings: the validated configuration.
         redis_url: overrides ``settings.redis_url`` (for the embedded server).
+        access_log: writes the line logged for every request (default: through structlog).
 
     Raises:
         ConfigError: when no Redis URL is known, or a source is unusable.
@@ -267,6 +266,8 @@ def create_app(settings: Settings, redis_url: str | None = None) -> web.Applicat
     app[SOURCES] = sources
     app[READY] = [False]
     app[METRICS] = ReceiverMetrics(CollectorRegistry())
+    app[RETRY_AFTER] = {"Retry-After": str(settings.server.retry_after)}
+    app[ACCESS_LOG] = access_log or structlog_lines("hookline.ingest")
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         client = async_client(url)
