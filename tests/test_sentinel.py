@@ -96,11 +96,13 @@ class TestSentinelFailover:
         self, group: Group, ledger: Ledger, tmp_path: Path
     ) -> None:
         """SIGKILL the primary under load: after promotion, and the old primary's return as a
-        replica, events flow again, and every one acknowledged is handled exactly once.
+        replica, events flow again, and every acknowledged event is handled (none lost).
 
         wait_replicas equals the number of replicas, so whichever replica Sentinel promotes
-        has every acknowledged event and every recorded outcome; with fewer, a promoted
-        replica may lack an outcome and an event may run twice (README, durability)."""
+        has every acknowledged event. Workers wait for replicas only as long as
+        wait_timeout, so an outcome written while replication lags can be lost with the
+        primary and its event run again: re-runs are counted and printed, not failed
+        (README, durability: handlers stay idempotent across a failover)."""
         config = write_pipeline_config(
             tmp_path / "hookline.toml",
             group.sentinel.url,
@@ -138,8 +140,9 @@ class TestSentinelFailover:
         client.close()
         report = result.render() + f"\nfailover took {promoted_at - killed_at:.1f} s"
         print(report)
-        assert result.problems() == [], report
-        assert result.handled_once == result.acknowledged, report
+        broken = [p for p in result.problems() if "ran again" not in p]
+        assert broken == [], report
+        assert not result.lost, report
 
     def test_primary_lost_between_effect_and_done_marker_does_not_rerun(
         self, group: Group, ledger: Ledger, tmp_path: Path

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import signal
 import threading
-from collections.abc import Iterator
 from types import FrameType
 
 from config.settings import RetryPolicy
@@ -23,24 +21,34 @@ def backoff(policy: RetryPolicy, failures: int, rng: random.Random | None = None
     return (rng or random).uniform(0, ceiling)
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`HandlerTimeout` inside the block once ``seconds`` have passed.
+class TimeLimit:
+    """Raises :class:`HandlerTimeout` inside a handler that runs past its limit.
 
-    Uses SIGALRM, so it interrupts Python code and blocking system calls alike; it
-    only works in the main thread and does nothing elsewhere (and for ``seconds <= 0``).
+    SIGALRM interrupts Python code and blocking system calls alike. The signal handler
+    is installed once, on first use; each call then only arms and disarms the timer.
+    It works in the main thread and does nothing in others (and for ``seconds <= 0``).
     """
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise HandlerTimeout(f"handler ran past its {seconds:g}s time limit")
+    def __init__(self) -> None:
+        self._seconds = 0.0
+        self._installed = False
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def _expire(self, signum: int, frame: FrameType | None) -> None:
+        if self._seconds:  # a stale alarm after disarm() is ignored
+            raise HandlerTimeout(f"handler ran past its {self._seconds:g}s time limit")
+
+    def arm(self, seconds: float) -> None:
+        """Start the clock for one handler call."""
+        if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            return
+        if not self._installed:
+            signal.signal(signal.SIGALRM, self._expire)
+            self._installed = True
+        self._seconds = seconds
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def disarm(self) -> None:
+        """Stop the clock."""
+        if self._seconds:
+            self._seconds = 0.0
+            signal.setitimer(signal.ITIMER_REAL, 0)

@@ -22,14 +22,16 @@ from typing import Any, Protocol
 import orjson
 import redis
 import structlog
+from redis.client import Pipeline
 
 from config.settings import DEFAULT_DEDUPE_WINDOW, Settings
 from hookline import keys
 from hookline.envelope import Envelope
 from hookline.errors import PermanentError
+from hookline.lua import Script, run_pipeline
 from workers.deadletter import DeadLetters
 from workers.handlers import Event, Router
-from workers.retry import backoff, time_limit
+from workers.retry import TimeLimit, backoff
 
 log = structlog.get_logger("hookline.worker")
 
@@ -44,7 +46,7 @@ RESOLVE_PATIENCE = LEASE_MARGIN / 2
 
 # KEYS: lease, done. ARGV: me, ttl ms, heartbeat key prefix.
 # Returns 0: lease taken; 1: already done; 2: a live worker holds it.
-_LEASE = """
+_LEASE = Script("""
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
@@ -52,11 +54,12 @@ if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. owner) == 1 th
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 0
-"""
+""")
 
-_RELEASE = """
+_RELEASE = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-"""
+""")
+_SCRIPTS = (_LEASE, _RELEASE)
 
 
 class Observer(Protocol):
@@ -135,8 +138,7 @@ class Processor:
         self.observer: Observer = observer or NullObserver()
         self.use_alarm = use_alarm
         self.dead_letters = DeadLetters(client)
-        self._lease = client.register_script(_LEASE)
-        self._release = client.register_script(_RELEASE)
+        self._time_limit = TimeLimit() if use_alarm else None
         self._lease_ms = int((settings.workers.handler_timeout + LEASE_MARGIN) * 1000)
         self._wait_replicas = settings.server.wait_replicas
         self._wait_ms = max(1, int(settings.server.wait_timeout * 1000))
@@ -151,42 +153,67 @@ class Processor:
         self, envelopes: Sequence[Envelope], should_stop: Callable[[], bool] = lambda: False
     ) -> JobResult:
         """Resolve every event of a job, stopping early (leases released) if asked to."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for env in envelopes:
-                self._lease(
-                    keys=[keys.lease(env.source, env.id), keys.done(env.source, env.id)],
-                    args=[self.worker, self._lease_ms, keys.worker("")],
-                    client=pipe,
+        return self.run_jobs([envelopes], should_stop)[0]
+
+    def run_jobs(
+        self,
+        jobs: Sequence[Sequence[Envelope]],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> list[JobResult]:
+        """Resolve the events of several jobs, leasing all of them in one round trip.
+
+        Once ``should_stop()`` is true, no further event starts: the leases not used are
+        released and the jobs not finished come back marked ``interrupted``.
+        """
+        flat = [env for job in jobs for env in job]
+
+        def lease_all(pipe: Pipeline) -> None:
+            for env in flat:
+                _LEASE.queue(
+                    pipe,
+                    [keys.lease(env.source, env.id), keys.done(env.source, env.id)],
+                    [self.worker, self._lease_ms, keys.worker("")],
                 )
-            verdicts = pipe.execute()
+
+        verdicts = iter(run_pipeline(self.client, lease_all, _SCRIPTS))
         if self._wait_replicas:
             # The leases (and the claim before them) reach a replica before any handler
             # runs, so a failover cannot hand the same event to a second worker meanwhile.
             self.client.wait(self._wait_replicas, self._wait_ms)
-        counts: Counter[str] = Counter()
-        for index, (env, verdict) in enumerate(zip(envelopes, verdicts, strict=True)):
-            if verdict != 0:
-                counts["skipped"] += 1
-                continue
-            if should_stop():
-                for rest, v in zip(envelopes[index:], verdicts[index:], strict=True):
-                    if v == 0:
-                        self._release_lease(rest)
-                return JobResult.of(counts, interrupted=True)
-            counts[self.run_event(env)] += 1
-        return JobResult.of(counts)
+        results = []
+        stopped = False
+        seen: set[tuple[str, str]] = set()
+        for job in jobs:
+            counts: Counter[str] = Counter()
+            for env in job:
+                verdict = next(verdicts)
+                if verdict != 0 or (env.source, env.id) in seen:
+                    # Done, leased by another live worker, or a second copy in this batch
+                    # (whose first copy resolves it): not run here.
+                    counts["skipped"] += 1
+                elif stopped or should_stop():
+                    stopped = True
+                    self._release_lease(env)
+                else:
+                    seen.add((env.source, env.id))
+                    counts[self.run_event(env)] += 1
+            results.append(JobResult.of(counts, interrupted=stopped))
+        return results
 
     def _release_lease(self, env: Envelope) -> None:
-        self._release(keys=[keys.lease(env.source, env.id)], args=[self.worker])
+        _RELEASE(self.client, [keys.lease(env.source, env.id)], [self.worker])
 
     def run_event(self, envelope: Envelope) -> str:
         """Run one leased event's handler and resolve it; returns the outcome's name."""
         event = Event.from_envelope(envelope)
         handler = self.router.find(event.source, event.type)
-        bound = log.bind(
-            source=event.source, event_id=event.id, event_type=event.type, attempt=event.attempt
-        )
         if handler is None:
+            bound = log.bind(
+                source=event.source,
+                event_id=event.id,
+                event_type=event.type,
+                attempt=event.attempt,
+            )
             src = self.settings.sources.get(event.source)
             if src is not None and src.unhandled == "dead-letter":
                 failed = self._record(envelope, LookupError("no handler for this event"), "")
@@ -199,17 +226,22 @@ class Processor:
             bound.info("event ignored: no handler")
             return "ignored"
         started = time.perf_counter()
+        limit = self._time_limit
         try:
-            with time_limit(self.settings.workers.handler_timeout if self.use_alarm else 0):
+            if limit is not None:
+                limit.arm(self.settings.workers.handler_timeout)
+            try:
                 result = handler(event)
                 if inspect.isawaitable(result):
                     asyncio.run(_await(result))
+            finally:
+                if limit is not None:
+                    limit.disarm()
         except Exception as exc:  # a handler may raise anything; that is what retries are for
             return self._failed(envelope, event, exc, time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         self._mark_done(envelope)
         self.observer.handled(event, elapsed)
-        bound.debug("event handled", seconds=round(elapsed, 6))
         return "handled"
 
     def _lease_of(self, env: Envelope) -> tuple[str, str]:
@@ -238,14 +270,14 @@ class Processor:
         self._persist(functools.partial(self._write_done, env, ignored))
 
     def _write_done(self, env: Envelope, ignored: bool) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(
-                keys.done(env.source, env.id), self.worker, px=int(self.done_ttl(env.source) * 1000)
-            )
+        def build(pipe: Pipeline) -> None:
+            ttl = int(self.done_ttl(env.source) * 1000)
+            pipe.set(keys.done(env.source, env.id), self.worker, px=ttl)
             if ignored:
                 pipe.hincrby(keys.ignored(), env.source, 1)
-            self._release(keys=[keys.lease(env.source, env.id)], args=[self.worker], client=pipe)
-            self._execute(pipe)
+            _RELEASE.queue(pipe, [keys.lease(env.source, env.id)], [self.worker])
+
+        self._execute(build, transaction=True)
 
     def _record(self, env: Envelope, exc: BaseException, tb: str, seconds: float = 0.0) -> Envelope:
         attempt = {
@@ -268,31 +300,27 @@ class Processor:
         )
 
     def _dead_letter(self, failed: Envelope, reason: str) -> None:
-        def write() -> None:
-            with self.client.pipeline(transaction=False) as pipe:
-                lease = self._lease_of(failed)
-                self.dead_letters.add(
-                    failed, reason=reason, worker=self.worker, lease=lease, pipe=pipe
-                )
-                self._execute(pipe)
+        def build(pipe: Pipeline) -> None:
+            lease = self._lease_of(failed)
+            self.dead_letters.add(failed, reason=reason, worker=self.worker, lease=lease, pipe=pipe)
 
-        self._persist(write)
+        self._persist(functools.partial(self._execute, build))
 
     def _write_retry(self, failed: Envelope, due: float) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
+        def build(pipe: Pipeline) -> None:
             pipe.zadd(keys.retries(), {failed.to_json(): due})
-            lease = keys.lease(failed.source, failed.id)
-            self._release(keys=[lease], args=[self.worker], client=pipe)
-            self._execute(pipe)
+            _RELEASE.queue(pipe, [keys.lease(failed.source, failed.id)], [self.worker])
 
-    def _execute(self, pipe: redis.client.Pipeline) -> None:
+        self._execute(build, transaction=True)
+
+    def _execute(self, build: Callable[[Pipeline], None], *, transaction: bool = False) -> None:
         """Execute an outcome's writes, then wait (best effort) for replicas to have them.
 
         With ``server.wait_replicas`` set, the outcome is on a replica before the job is
         acknowledged, so a failover right after does not forget that the event was done.
         A missing replica delays each outcome by ``wait_timeout`` but stops nothing.
         """
-        pipe.execute()
+        run_pipeline(self.client, build, _SCRIPTS, transaction=transaction)
         if self._wait_replicas:
             acked = int(self.client.wait(self._wait_replicas, self._wait_ms))
             if acked < self._wait_replicas:

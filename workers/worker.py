@@ -27,7 +27,7 @@ from config.settings import Settings
 from hookline import keys
 from hookline.connection import as_str, sync_client
 from hookline.enqueue import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
-from hookline.envelope import EnvelopeError
+from hookline.envelope import Envelope, EnvelopeError
 from hookline.lua import WRITE_JOB
 from workers.handlers import Router, load_router
 from workers.runner import Observer, Processor, parse_job_data
@@ -45,11 +45,20 @@ CLAIM_BATCH = 16
 #: Longest a worker blocks waiting for work before housekeeping.
 BLOCK_SECONDS = 1.0
 
-# KEYS: worker jobs list. ARGV: max jobs, queue keys...
+# KEYS: worker jobs list. ARGV: max jobs, id already moved into the list (or ''), queue keys...
 # Returns a flat list: job id, job data, job id, job data, ...
 _CLAIM = """
 local out, want = {}, tonumber(ARGV[1])
-for i = 2, #ARGV do
+if ARGV[2] ~= '' then
+  local data = redis.call('HGET', 'rq:job:' .. ARGV[2], 'data')
+  if data then
+    out[1], out[2] = ARGV[2], data
+    want = want - 1
+  else
+    redis.call('LREM', KEYS[1], 0, ARGV[2])
+  end
+end
+for i = 3, #ARGV do
   if want <= 0 then break end
   local ids = redis.call('LPOP', ARGV[i], want)
   if ids then
@@ -242,16 +251,12 @@ class Worker:
             return True
         if not claimed:
             return False
-        for index, (job_id, data) in enumerate(claimed):
-            if self._stopping.is_set():
-                self._give_back(keys=[self._jobs_key], args=[j for j, _ in claimed[index:]])
-                return True
-            self._run_job(job_id, data)
+        self._run_jobs(claimed)
         return True
 
     def _claim_jobs(self) -> list[tuple[str, bytes]]:
         queue_keys = [keys.rq_queue(q) for q in self.queues]
-        raw = self._claim(keys=[self._jobs_key], args=[CLAIM_BATCH, *queue_keys])
+        raw = self._claim(keys=[self._jobs_key], args=[CLAIM_BATCH, "", *queue_keys])
         if not raw and not self.burst:
             # Nothing waiting: block on the first queue until a job arrives (or a timeout),
             # moving it into our list atomically; other queues are polled on the next pass.
@@ -261,32 +266,45 @@ class Worker:
             moved = self.client.blmove(queue_keys[0], self._jobs_key, timeout, "LEFT", "RIGHT")
             if moved is None:
                 return []
-            job_id = as_str(moved)
-            data = self.client.hget(keys.rq_job(job_id), "data")
-            if data is None:
-                self.client.lrem(self._jobs_key, 0, job_id)
-                return []
-            raw = [moved, data]
+            # Fetch it, and whatever else arrived meanwhile, in one more round trip.
+            raw = self._claim(keys=[self._jobs_key], args=[CLAIM_BATCH, as_str(moved), *queue_keys])
         return [(as_str(raw[i]), raw[i + 1]) for i in range(0, len(raw), 2)]
 
-    def _run_job(self, job_id: str, data: bytes) -> None:
-        try:
-            envelopes = parse_job_data(data)
-        except (orjson.JSONDecodeError, EnvelopeError, ValueError, TypeError, IndexError) as exc:
-            self.log.error("job is not a hookline job; moved aside", job_id=job_id, error=repr(exc))
+    def _run_jobs(self, claimed: list[tuple[str, bytes]]) -> None:
+        """Run every event of the claimed jobs, then acknowledge the finished jobs at once."""
+        runnable: list[tuple[str, list[Envelope]]] = []
+        for job_id, data in claimed:
+            try:
+                runnable.append((job_id, parse_job_data(data)))
+            except (
+                orjson.JSONDecodeError,
+                EnvelopeError,
+                ValueError,
+                TypeError,
+                IndexError,
+            ) as exc:
+                self.log.error(
+                    "job is not a hookline job; set aside", job_id=job_id, error=repr(exc)
+                )
+                with self.client.pipeline() as pipe:
+                    pipe.lrem(self._jobs_key, 0, job_id)
+                    pipe.rpush(keys.broken_jobs(), job_id)
+                    pipe.execute()
+        results = self.processor.run_jobs([envs for _, envs in runnable], self._stopping.is_set)
+        finished = [
+            job_id for (job_id, _), r in zip(runnable, results, strict=True) if not r.interrupted
+        ]
+        unfinished = [
+            job_id for (job_id, _), r in zip(runnable, results, strict=True) if r.interrupted
+        ]
+        if unfinished:
+            self._give_back(keys=[self._jobs_key], args=unfinished)
+        if finished:
             with self.client.pipeline() as pipe:
-                pipe.lrem(self._jobs_key, 0, job_id)
-                pipe.rpush(keys.broken_jobs(), job_id)
+                for job_id in finished:
+                    pipe.lrem(self._jobs_key, 0, job_id)
+                    pipe.delete(keys.rq_job(job_id))
                 pipe.execute()
-            return
-        result = self.processor.run_job(envelopes, self._stopping.is_set)
-        if result.interrupted:
-            self._give_back(keys=[self._jobs_key], args=[job_id])
-            return
-        with self.client.pipeline() as pipe:
-            pipe.lrem(self._jobs_key, 0, job_id)
-            pipe.delete(keys.rq_job(job_id))
-            pipe.execute()
 
     # -- housekeeping ----------------------------------------------------------------
 
