@@ -14,6 +14,7 @@ After (b) and (c) it checks that Redis holds every event answered with a 2xx.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ from typing import Any
 
 import redis
 
-from bench import cpu
+from bench import BenchError, cpu
 from bench.apps import NAIVE_QUEUE
 from bench.pool import SECRET, Pool, pool_size, write_pool
 from bench.report import Measured, Target, as_json, table
@@ -65,6 +66,8 @@ class Options:
     log_level: str
     json: bool
     save: bool
+    appendfsync: str
+    wait_replicas: int
 
 
 def parse_options(argv: Sequence[str]) -> Options:
@@ -90,6 +93,18 @@ def parse_options(argv: Sequence[str]) -> Options:
         help="comma-separated subset of bare, naive, hookline (all)",
     )
     parser.add_argument("--log-level", default="info", help="hookline serve's (info)")
+    parser.add_argument(
+        "--appendfsync",
+        choices=("everysec", "always"),
+        default="everysec",
+        help="the Redis AOF fsync policy (everysec)",
+    )
+    parser.add_argument(
+        "--wait-replicas",
+        type=int,
+        default=0,
+        help="start this many replicas and have hookline wait for them (server.wait_replicas)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--no-save", action="store_true", help=f"do not write {RESULTS_DIR}/")
     args = parser.parse_args(argv)
@@ -109,6 +124,8 @@ def parse_options(argv: Sequence[str]) -> Options:
         log_level=args.log_level,
         json=args.json,
         save=not args.no_save,
+        appendfsync=args.appendfsync,
+        wait_replicas=max(0, args.wait_replicas),
     )
 
 
@@ -116,7 +133,7 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _hookline_config(directory: Path, redis_url: str, port: int) -> Path:
+def _hookline_config(directory: Path, redis_url: str, port: int, wait_replicas: int = 0) -> Path:
     """A configuration with one Stripe source for ``hookline serve``."""
     path = directory / "hookline.toml"
     path.write_text(
@@ -126,6 +143,7 @@ url = "{redis_url}"
 [server]
 host = "127.0.0.1"
 port = {port}
+wait_replicas = {wait_replicas}
 
 [sources.stripe]
 scheme = "stripe"
@@ -139,7 +157,9 @@ max_queue_depth = 1000000000
     return path
 
 
-def _command(target: Target, port: int, redis_url: str, work: Path, log_level: str) -> list[str]:
+def _command(
+    target: Target, port: int, redis_url: str, work: Path, log_level: str, wait_replicas: int = 0
+) -> list[str]:
     """The command line that serves ``target`` on ``port``."""
     python = sys.executable
     if target.name == "bare":
@@ -149,7 +169,7 @@ def _command(target: Target, port: int, redis_url: str, work: Path, log_level: s
             *(python, "-m", "bench.serve", "naive", "--port", str(port)),
             *("--redis-url", redis_url, "--secret", SECRET, "--tolerance", str(TOLERANCE_S)),
         ]
-    config = _hookline_config(work, redis_url, port)
+    config = _hookline_config(work, redis_url, port, wait_replicas)
     return [python, "-m", "hookline", "serve", "--config", str(config), "--log-level", log_level]
 
 
@@ -179,7 +199,7 @@ def _measure(target: Target, bench: _Bench) -> Measured:
     """Serve ``target``, warm it up, empty Redis, measure, stop it, count what it stored."""
     opts = bench.options
     port = free_port()
-    argv = _command(target, port, bench.redis_url, bench.work, opts.log_level)
+    argv = _command(target, port, bench.redis_url, bench.work, opts.log_level, opts.wait_replicas)
     env = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, REDIS_URL_ENV)}
     url = f"http://127.0.0.1:{port}/hooks/stripe"
     bench.client.flushall()
@@ -240,10 +260,25 @@ def _settings(opts: Options, pool: Pool) -> dict[str, Any]:
         "body_bytes": pool.body_size,
         "pool": pool.size,
         "hookline_log_level": opts.log_level,
+        "appendfsync": opts.appendfsync,
+        "wait_replicas": opts.wait_replicas,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _wait_for_replicas(url: str, count: int, timeout: float = 30.0) -> None:
+    """Wait until ``count`` replicas are attached and in sync."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while int(client.info("replication").get("connected_slaves", 0)) < count:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{count} replica(s) did not attach in {timeout:.0f} s")
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def main(argv: Sequence[str]) -> int:
@@ -258,8 +293,24 @@ def main(argv: Sequence[str]) -> int:
         warm = pool_size(opts.warmup, opts.max_rate, opts.threads) if opts.warmup else 1
         warmup_pool = write_pool(work / "warmup", tag="w", threads=opts.threads, per_thread=warm)
         pool = write_pool(work / "pool", tag="m", threads=opts.threads, per_thread=per_thread)
-        with EmbeddedRedis(work / "redis", appendfsync="everysec") as server:
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(
+                EmbeddedRedis(
+                    work / "redis",
+                    appendfsync=opts.appendfsync,
+                    extra=("--repl-diskless-sync-delay", "0"),
+                )
+            )
             assert server.process is not None  # started by entering
+            for n in range(opts.wait_replicas):
+                stack.enter_context(
+                    EmbeddedRedis(
+                        work / f"replica-{n}",
+                        appendfsync=opts.appendfsync,
+                        extra=("--replicaof", "127.0.0.1", str(server.port)),
+                    )
+                )
+            _wait_for_replicas(server.url, opts.wait_replicas)
             client = redis.Redis.from_url(server.url)
             bench = _Bench(
                 opts, wrk, work, warmup_pool, pool, server.url, server.process.pid, client

@@ -32,6 +32,9 @@ DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_MAX_QUEUE_DEPTH = 100_000
 #: Default queue name.
 DEFAULT_QUEUE = "hookline"
+#: Default keep-alive timeout: aiohttp's and nginx's, above the 60 s idle timeout of AWS
+#: load balancers and of nginx's upstream connections.
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 
 SCHEMES = ("standard-webhooks", "svix", "stripe", "github", "shopify", "slack", "hmac")
 #: Signature encodings and hash algorithms the ``hmac`` scheme accepts.
@@ -141,6 +144,11 @@ class ServerSettings:
     drain_delay: float = 1.0
     #: Longest a request body may take to arrive before the receiver answers 408.
     body_timeout: float = 10.0
+    #: Longest a connection may go without a complete request head: from when it opens,
+    #: and between requests when kept alive (aiohttp keeps one timer for both). Cuts off
+    #: a client stalled in its headers; behind a load balancer it must exceed the
+    #: balancer's idle timeout, or a request sent as the receiver closes gets a 502.
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,13 @@ def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
         return value
 
     return convert
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be more than 0, got {value!r}")
+    return seconds
 
 
 def _str(value: Any) -> str:
@@ -430,6 +445,9 @@ def parse_settings(
         wait_timeout=r.get(srv, "wait_timeout", "server.", d.wait_timeout, parse_duration),
         drain_delay=r.get(srv, "drain_delay", "server.", d.drain_delay, parse_duration),
         body_timeout=r.get(srv, "body_timeout", "server.", d.body_timeout, parse_duration),
+        keepalive_timeout=r.get(
+            srv, "keepalive_timeout", "server.", d.keepalive_timeout, _positive_duration
+        ),
     )
 
     wrk = r.table(data, "workers", "")

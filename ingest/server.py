@@ -15,30 +15,48 @@ from hookline.logs import LogLine
 from hookline.metrics import serve_metrics
 from ingest.app import METRICS, READY, create_app
 
-#: Seconds in-flight requests get to finish after SIGTERM.
+#: Seconds requests in flight get to finish once the drain delay is over; then as long
+#: again, after the listener closes, for any still running.
 SHUTDOWN_GRACE = 10.0
+#: Seconds between two looks at the requests in flight while waiting for them.
+IN_FLIGHT_POLL = 0.05
 
 log = structlog.get_logger("hookline.ingest")
 
 
-async def _drain_on_sigterm(app: web.Application, *, delay: float) -> None:
-    """On SIGTERM: report not ready at once, keep serving ``delay`` seconds, then stop.
+async def _drain_on_sigterm(
+    app: web.Application, *, delay: float, grace: float = SHUTDOWN_GRACE
+) -> None:
+    """On SIGTERM: report not ready at once, keep serving, stop once nothing is in flight.
 
-    Stopping then closes the listener, lets in-flight requests finish (up to
-    :data:`SHUTDOWN_GRACE`) and commits what is pending, through aiohttp's own
-    graceful shutdown.
+    For ``delay`` seconds ``/readyz`` answers 503 while requests are served as usual, so a
+    load balancer stops routing here. Then the receiver waits, up to ``grace`` seconds,
+    until no webhook request is inside its handler (one whose headers have come counts,
+    though its body may still be arriving), and only then stops through aiohttp's
+    graceful shutdown: it closes the listener and every connection (bytes arriving after
+    that are dropped, aio-libs/aiohttp#2298, so an upload must not be left in flight),
+    lets what still runs finish (up to :data:`SHUTDOWN_GRACE`) and commits what is pending.
+
+    New connections are still accepted during that wait: readiness is already 503, so only
+    a client that ignores it, or a request already on its way, comes in, and is served.
     """
     loop = asyncio.get_running_loop()
+    metrics = app[METRICS]
 
-    def stop() -> None:
+    def stop(deadline: float) -> None:
+        if metrics.in_flight and loop.time() < deadline:
+            loop.call_later(IN_FLIGHT_POLL, stop, deadline)
+            return
+        if metrics.in_flight:
+            log.warning("stopping with requests in flight", in_flight=metrics.in_flight)
         raise web_runner.GracefulExit
 
     def begin() -> None:
         if not app[READY][0]:
             return
         app[READY][0] = False
-        log.info("draining", delay=delay)
-        loop.call_later(delay, stop)
+        log.info("draining", delay=delay, grace=grace)
+        loop.call_later(delay, stop, loop.time() + delay + grace)
 
     loop.add_signal_handler(signal.SIGTERM, begin)
 
@@ -82,6 +100,9 @@ def serve(
         port=bind_port,
         access_log=None,
         print=None,
+        # aiohttp starts this timer when a connection opens and after each response, and
+        # closes the connection if no complete request head has come when it fires.
+        keepalive_timeout=settings.server.keepalive_timeout,
         shutdown_timeout=SHUTDOWN_GRACE,
         handle_signals=True,
     )

@@ -70,6 +70,7 @@ class TestExampleConfig:
         assert (legacy.id_from, legacy.type_from) == (("header:x-request-id",), ("body:event",))
         assert settings.workers.retry.max_delay == 3600
         assert settings.workers.handler_timeout == 30
+        assert settings.server.keepalive_timeout == 75
         assert settings.path == EXAMPLE
 
     def test_example_receiver_builds(self) -> None:
@@ -112,6 +113,7 @@ class TestParseSettings:
         assert src.queue == "hookline"
         assert settings.redis_url is None
         assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
+        assert (settings.server.body_timeout, settings.server.keepalive_timeout) == (10, 75)
 
     def test_receiver_table_sets_defaults_a_source_may_override(self) -> None:
         """receiver.* applies to every source unless the source sets its own value."""
@@ -353,6 +355,12 @@ class TestConfigErrors:
                 {},
                 "console.port: must be between 0 and 65535, got -1",
                 id="console-port-negative",
+            ),
+            pytest.param(
+                {"server": {"keepalive_timeout": 0}},
+                {},
+                "server.keepalive_timeout: must be more than 0, got 0",
+                id="zero-keepalive-timeout",
             ),
             pytest.param(
                 {"sources": {"s": source(max_body=0)}},

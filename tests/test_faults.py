@@ -13,7 +13,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from hookline import keys
@@ -30,6 +29,7 @@ from tests.reconcile import (
     reconcile,
 )
 from tests.worker_support import enqueue, envelope, wait_for
+from workers.supervisor import HEALTHY_RUN
 
 
 class TestFaultSuite:
@@ -82,13 +82,6 @@ class TestWorkersThroughFaults:
             assert ledger.effects() == {"evt_linger": 1}, ledger.runs("evt_linger")
             ledger.close()
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="workers/supervisor.py never resets failures[slot]: every death of a slot "
-        "doubles its restart pause (0.5, 1, 2, 4 ... 30 s) even after the worker ran fine, "
-        "and the pause is a time.sleep in the supervision loop that holds up every other "
-        "slot's restart and SIGTERM handling meanwhile",
-    )
     def test_worker_that_ran_fine_then_died_is_replaced_promptly_every_time(
         self, redis_url: str, tmp_path: Path
     ) -> None:
@@ -101,7 +94,7 @@ class TestWorkersThroughFaults:
             with fleet:
                 for _ in range(3):
                     [victim] = fleet.wait_for_workers(timeout=40)
-                    time.sleep(1.0)  # healthy for a while
+                    time.sleep(HEALTHY_RUN + 0.5)  # past its start-up
                     killed = time.monotonic()
                     os.kill(victim, signal.SIGKILL)
                     wait_for(

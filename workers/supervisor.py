@@ -1,9 +1,9 @@
 """Run N worker processes under one supervisor (``hookline work``).
 
-The supervisor restarts a worker that dies (with a growing pause if it keeps dying
-at start), forwards SIGTERM/SIGINT as a warm shutdown, and kills what has not
-finished after the grace period. Whatever a killed worker held goes back to its
-queue through the heartbeat mechanism, so nothing is lost either way.
+The supervisor restarts a worker that dies (at once if it had been running, after a
+growing pause if it keeps dying at start), forwards SIGTERM/SIGINT as a warm shutdown,
+and kills what has not finished after the grace period. Whatever a killed worker held
+goes back to its queue through the heartbeat mechanism, so nothing is lost either way.
 """
 
 from __future__ import annotations
@@ -26,6 +26,14 @@ log = structlog.get_logger("hookline.supervisor")
 
 #: Seconds between restarts of a worker that keeps dying, at most.
 MAX_RESTART_PAUSE = 30.0
+#: Pause before restarting a worker that died during its start-up; doubled each time
+#: the slot's next worker does so again.
+FIRST_RESTART_PAUSE = 0.5
+#: Seconds a worker must have run for its death not to count as a start-up failure:
+#: longer than start-up takes, Redis connect timeout (2 s) included.
+HEALTHY_RUN = 5.0
+#: Seconds between two looks at the worker processes.
+POLL_INTERVAL = 0.2
 #: prometheus-client's switch to multi-process mode.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -60,6 +68,38 @@ def _worker_main(
     raise SystemExit(worker.run())
 
 
+class RestartBackoff:
+    """How long each slot waits before its worker is started again.
+
+    A worker that dies during start-up (a bad handler, Redis unreachable) is restarted
+    after ``first`` seconds, then twice as long each time its successor does the same, up
+    to ``most``: a crash loop must not make the supervisor spin. A worker that had run
+    ``healthy_after`` seconds is restarted at once, and its slot's pauses start over.
+    """
+
+    def __init__(
+        self,
+        *,
+        first: float = FIRST_RESTART_PAUSE,
+        most: float = MAX_RESTART_PAUSE,
+        healthy_after: float = HEALTHY_RUN,
+    ) -> None:
+        self.first = first
+        self.most = most
+        self.healthy_after = healthy_after
+        self._last: dict[int, float] = {}
+
+    def pause(self, slot: int, ran_for: float) -> float:
+        """Seconds to wait before restarting ``slot``, whose worker died after ``ran_for`` s."""
+        if ran_for >= self.healthy_after:
+            self._last.pop(slot, None)
+            return 0.0
+        last = self._last.get(slot)
+        pause = self.first if last is None else min(self.most, last * 2)
+        self._last[slot] = pause
+        return pause
+
+
 class Supervisor:
     """Keeps ``processes`` workers running until told to stop."""
 
@@ -83,6 +123,7 @@ class Supervisor:
         self.setup = setup
         self._ctx = multiprocessing.get_context("fork")
         self._children: dict[int, BaseProcess] = {}
+        self._started: dict[int, float] = {}
         self._stopping = False
         self._metrics_dir: str | None = None
 
@@ -92,6 +133,7 @@ class Supervisor:
             args=(self.settings, self.redis_url, self.queues, self.burst, self.setup),
             name=f"hookline-worker-{slot}",
         )
+        self._started[slot] = time.monotonic()
         proc.start()
         self._children[slot] = proc
         log.info("worker process started", slot=slot, pid=proc.pid)
@@ -135,11 +177,15 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._serve_metrics()
-        failures = [0] * self.processes
         for slot in range(self.processes):
             self._spawn(slot)
-        while not self._stopping and self._children:
-            time.sleep(0.2)
+        backoff = RestartBackoff()
+        # Restarts are due at a deadline, never waited for in place: one slot's pause must
+        # hold up neither another slot's restart nor a SIGTERM.
+        restart_at: dict[int, float] = {}
+        while not self._stopping and (self._children or restart_at):
+            time.sleep(POLL_INTERVAL)
+            now = time.monotonic()
             for slot, proc in list(self._children.items()):
                 if proc.is_alive():
                     continue
@@ -148,13 +194,19 @@ class Supervisor:
                 self._forget(proc.pid)
                 if code == 0 and self.burst:
                     continue
-                if self._stopping:
-                    break
-                failures[slot] += 1
-                pause = min(MAX_RESTART_PAUSE, 0.5 * 2 ** (failures[slot] - 1))
-                log.error("worker process died; restarting", slot=slot, exitcode=code, pause=pause)
-                time.sleep(pause)
-                if not self._stopping:
+                ran_for = now - self._started[slot]
+                pause = backoff.pause(slot, ran_for)
+                log.error(
+                    "worker process died; restarting",
+                    slot=slot,
+                    exitcode=code,
+                    ran_for=round(ran_for, 1),
+                    pause=pause,
+                )
+                restart_at[slot] = now + pause
+            for slot, due in list(restart_at.items()):
+                if due <= now and not self._stopping:
+                    del restart_at[slot]
                     self._spawn(slot)
         return self._shutdown()
 
