@@ -16,9 +16,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import orjson
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    make_wsgi_app,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -209,6 +220,44 @@ class RedisStateCollector(Collector):
         return [depth, age, dead, retries, workers]
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
-    """Serve ``registry`` on ``http://host:port/metrics`` from a daemon thread."""
-    start_http_server(port, addr=host, registry=registry)
+def serve_metrics(
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    health: Callable[[], tuple[bool, str]] | None = None,
+) -> None:
+    """Serve ``registry`` on ``http://host:port/metrics`` from a daemon thread.
+
+    With ``health`` (returning ready or not, and a word on why), the same server also
+    answers ``GET /healthz`` (200 while the process runs) and ``GET /readyz``
+    (200 when ready, else 503), for orchestrators' probes.
+    """
+    if health is None:
+        start_http_server(port, addr=host, registry=registry)
+        return
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b'{"status":"alive"}']
+        if path == "/readyz":
+            ready, why = health()
+            status = "200 OK" if ready else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
+            return [orjson.dumps({"status": why})]
+        result: Iterable[bytes] = metrics_app(environ, start_response)
+        return result
+
+    server = make_server(host, port, app, _ThreadingServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes and probes are not worth a log line each."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -106,4 +108,39 @@ class TestWorkerMetrics:
         assert found[("hookline_event_lag_seconds_count", (("source", "test"),))] == 21
         lag_sum = found[("hookline_event_lag_seconds_sum", (("source", "test"),))]
         assert 0 < lag_sum < 21 * 30
+        r.close()
+
+
+class TestWorkerProbes:
+    def test_readyz_is_ready_while_working_and_not_while_stopping(
+        self, private_redis: EmbeddedRedis, tmp_path: Path
+    ) -> None:
+        """The fleet's /readyz is 200 while it works and 503 once SIGTERM starts the stop."""
+        url = private_redis.url
+        r = redis.Redis.from_url(url)
+        port = free_port()
+        config = write_config(tmp_path / "w.toml", url)
+        with config.open("a") as file:
+            file.write(f'[metrics]\nhost = "127.0.0.1"\nworker_port = {port}\n')
+        worker_settings(url)
+
+        def probe(path: str) -> int:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+                    return int(resp.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+            except OSError:
+                return 0
+
+        with contextlib.contextmanager(processes)(config) as fleet:
+            wait_for(lambda: probe("/readyz") == 200, what="the fleet to be ready")
+            assert probe("/healthz") == 200
+            enqueue(r, envelope("slow", sleep=2, started=True))
+            wait_for(lambda: r.exists("test:started:slow"), what="the handler to start")
+            fleet.signal(signal.SIGTERM)
+            wait_for(lambda: probe("/readyz") == 503, timeout=5, what="not ready while stopping")
+            assert fleet.proc.poll() is None, "still finishing the event in progress"
+            assert fleet.wait(timeout=30) == 0
+        assert effects(r) == {"slow": 1}
         r.close()

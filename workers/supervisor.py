@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+import redis
 import structlog
 
 from config.settings import Settings
@@ -126,6 +127,7 @@ class Supervisor:
         self._started: dict[int, float] = {}
         self._stopping = False
         self._metrics_dir: str | None = None
+        self._probe: redis.Redis | None = None
 
     def _spawn(self, slot: int) -> None:
         proc = self._ctx.Process(
@@ -162,9 +164,23 @@ class Supervisor:
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self._metrics_dir)
-        registry.register(RedisStateCollector(sync_client(self.redis_url), self.queues))
-        serve_metrics(registry, self.settings.metrics.host, port)
+        self._probe = sync_client(self.redis_url)
+        registry.register(RedisStateCollector(self._probe, self.queues))
+        serve_metrics(registry, self.settings.metrics.host, port, health=self.readiness)
         log.info("metrics served", host=self.settings.metrics.host, port=port)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready while not stopping, with a worker process alive and Redis answering."""
+        if self._stopping:
+            return False, "stopping"
+        if not any(proc.is_alive() for proc in list(self._children.values())):
+            return False, "no-worker-process"
+        try:
+            if self._probe is not None:
+                self._probe.ping()
+        except Exception:  # any failure to reach Redis means not ready
+            return False, "redis-unreachable"
+        return True, "ready"
 
     def _forget(self, pid: int | None) -> None:
         if self._metrics_dir and pid is not None:
