@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "dlq": "bench.dlq",
     "worker": "bench.worker",
     "faults": "bench.faults",
+    "load": "bench.load",
 }
 
 Main = Callable[[Sequence[str]], int]

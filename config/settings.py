@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -35,6 +35,8 @@ DEFAULT_QUEUE = "hookline"
 #: Default keep-alive timeout: aiohttp's and nginx's, above the 60 s idle timeout of AWS
 #: load balancers and of nginx's upstream connections.
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+#: Default bound on the request bodies the receiver holds at once, across all requests.
+DEFAULT_MAX_BUFFERED = 64 * 1024 * 1024
 
 SCHEMES = ("standard-webhooks", "svix", "stripe", "github", "shopify", "slack", "hmac")
 #: Signature encodings and hash algorithms the ``hmac`` scheme accepts.
@@ -149,6 +151,9 @@ class ServerSettings:
     #: a client stalled in its headers; behind a load balancer it must exceed the
     #: balancer's idle timeout, or a request sent as the receiver closes gets a 502.
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    #: Bytes of request bodies held at once, across all requests (bodies are buffered
+    #: before they are authenticated); a request that would go over is answered 503.
+    max_buffered: int = DEFAULT_MAX_BUFFERED
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +417,29 @@ def _source(
     return source
 
 
+def _buffer_bound(
+    r: _Reader,
+    srv: Mapping[str, Any],
+    server: ServerSettings,
+    sources: Mapping[str, SourceSettings],
+) -> ServerSettings:
+    """``server`` with a ``max_buffered`` that can hold the largest body of any source.
+
+    Unset, it is the default or the largest ``max_body``, whichever is more; set below the
+    largest ``max_body``, it is an error: that source's largest events could never arrive.
+    """
+    largest = max(sources.values(), key=lambda src: src.max_body, default=None)
+    if largest is None or largest.max_body <= server.max_buffered:
+        return server
+    if "max_buffered" in srv:
+        r.errors.append(
+            f"server.max_buffered: {server.max_buffered} is less than "
+            f"sources.{largest.name}.max_body ({largest.max_body}); raise it to at least that"
+        )
+        return server
+    return replace(server, max_buffered=largest.max_body)
+
+
 def parse_settings(
     data: Mapping[str, Any], env: Mapping[str, str], path: Path | None = None
 ) -> Settings:
@@ -448,6 +476,7 @@ def parse_settings(
         keepalive_timeout=r.get(
             srv, "keepalive_timeout", "server.", d.keepalive_timeout, _positive_duration
         ),
+        max_buffered=r.get(srv, "max_buffered", "server.", d.max_buffered, _int(1)),
     )
 
     wrk = r.table(data, "workers", "")
@@ -491,6 +520,8 @@ def parse_settings(
         )
         for name in r.table(data, "sources", "")
     }
+
+    server = _buffer_bound(r, srv, server, sources)
 
     con = r.table(data, "console", "")
     r.check_keys(con, {"host", "port", "token"}, "console.")

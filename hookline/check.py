@@ -13,11 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 
 from config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings, load_settings, parse_settings
+from hookline.connection import MASK, failure_reason, mask_url, sync_client
 from hookline.errors import ConfigError
 from ingest.app import prepare_source
 
@@ -26,7 +27,6 @@ Level = Literal["error", "warning", "info", "ok"]
 #: Stands in for a missing environment secret so the rest of the file can be validated;
 #: a source holding one is reported and never built.
 _PLACEHOLDER = "hookline-check-placeholder"
-_MASK = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,7 @@ def check_redis(url: str | None) -> list[Finding]:
         ]
     shown = mask_url(url)
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+        client = sync_client(url)
     except ValueError as exc:
         return [Finding("error", f"redis.url {shown}: {_scrub(str(exc), url)}")]
     with client:
@@ -195,7 +195,8 @@ def check_redis(url: str | None) -> list[Finding]:
             reason = _scrub(str(exc), url)
             return [Finding("error", f"Redis at {shown} refused the credentials: {reason}")]
         except redis.RedisError as exc:
-            return [Finding("error", f"Redis at {shown} is unreachable: {_scrub(str(exc), url)}")]
+            reason = _scrub(failure_reason(exc), url)
+            return [Finding("error", f"Redis at {shown} is unreachable: {reason}")]
         save = _config_get(client, "save")
         appendfsync = _config_get(client, "appendfsync")
     findings = [Finding("ok", f"Redis at {shown} answers (Redis {server.get('redis_version')})")]
@@ -279,25 +280,8 @@ def _passwords(url: str) -> list[str]:
     return [p for raw in found for p in {raw, unquote(raw)}]
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any password, in the user part or the query string, replaced by ``***``."""
-    parts = urlsplit(url)
-    masked = url
-    if parts.password is not None:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:{_MASK}@{hostport}"
-        masked = masked.replace(f"//{parts.netloc}", f"//{netloc}", 1)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k.lower() == "password" for k, _ in pairs):
-        query = urlencode(
-            [(k, _MASK if k.lower() == "password" else v) for k, v in pairs], safe="*"
-        )
-        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
-    return masked
-
-
 def _scrub(text: str, url: str) -> str:
     """``text`` with every occurrence of ``url``'s password masked."""
     for password in sorted(_passwords(url), key=len, reverse=True):
-        text = text.replace(password, _MASK)
+        text = text.replace(password, MASK)
     return text

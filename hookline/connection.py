@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from hookline.errors import EmbeddedRedisError
 
 #: URL scheme naming a Sentinel group instead of one server.
 SENTINEL_SCHEME = "redis+sentinel"
+#: What a password is replaced with wherever a Redis URL is shown.
+MASK = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,24 @@ def is_sentinel(url: str) -> bool:
     return url.startswith(SENTINEL_SCHEME + "://")
 
 
+def mask_url(url: str) -> str:
+    """``url`` with any password, in the user part or the query string, replaced by ``***``.
+
+    Any URL hookline accepts, a Sentinel URL naming several hosts included, is shown.
+    """
+    parts = urlsplit(url)
+    masked = url
+    if parts.password is not None:
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostport}"
+        masked = masked.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k.lower() == "password" for k, _ in pairs):
+        query = urlencode([(k, MASK if k.lower() == "password" else v) for k, v in pairs], safe="*")
+        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
+    return masked
+
+
 _COMMON: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 30}
 
 
@@ -76,7 +96,12 @@ def async_client(url: str, *, max_connections: int = 64) -> aioredis.Redis:
             target.service, db=target.db, password=target.password, **options
         )
         return client
-    return aioredis.Redis.from_url(url, **options)
+    # A caller finding every connection busy waits for one (up to the socket timeout)
+    # instead of failing at once, as redis-py's default asyncio pool does.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, timeout=options["socket_timeout"], **options
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def sync_client(url: str) -> redis.Redis:
@@ -93,6 +118,17 @@ def sync_client(url: str) -> redis.Redis:
         )
         return client
     return redis.Redis.from_url(url, **options)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a Redis call failed, in one line fit for an operator.
+
+    redis-py follows a Sentinel's "no master found" with the repr of every Sentinel
+    client it tried; the first part says it all.
+    """
+    if isinstance(exc, MasterNotFoundError):
+        return str(exc).partition(" : ")[0] + " (check the Sentinel addresses and service name)"
+    return str(exc)
 
 
 def find_redis_server() -> str:

@@ -12,14 +12,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import orjson
 import redis
 
 from config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
-from hookline.connection import sync_client
+from hookline.connection import failure_reason, mask_url, sync_client
 from hookline.dlq_format import age, describe, detail, table
 from hookline.errors import DeadLetterError, HooklineError
 from workers import dlq_files as files
@@ -100,15 +99,6 @@ def _selection(
     return ops.Selection(tuple(ids), flt, limit)
 
 
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _redis_url(config_path: str | None) -> str:
     if config_path:
         try:
@@ -135,7 +125,7 @@ def session(config_path: str | None) -> Iterator[DeadLetters]:
         yield DeadLetters(client)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise click.ClickException(
-            f"cannot reach Redis at {_redacted(url)}: {exc}\n"
+            f"cannot reach Redis at {mask_url(url)}: {failure_reason(exc)}\n"
             f"Is it running? The address comes from redis.url in the configuration "
             f"or ${REDIS_URL_ENV}."
         ) from None

@@ -2,8 +2,8 @@
 
 Each job is a real RQ job (``rq info`` lists it; ``rq worker -S json`` can run it):
 function :data:`JOB_FUNC`, one argument, the list of envelopes it carries. Several
-events committed in the same round trip to the same queue share one job, so that
-the per-job cost of RQ's bookkeeping is paid once for all of them.
+events committed in the same round trip to the same queue, under the same depth limit,
+share one job, so that the per-job cost of RQ's bookkeeping is paid once for all of them.
 
 One Lua script commits a whole batch. It reads and checks everything before it
 writes anything, so an error leaves nothing behind, and it writes each job before
@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,11 +45,25 @@ class Outcome(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """One event to commit: its envelope and how long its dedupe marker lives (0: no dedupe)."""
+    """One event to commit: its envelope, how long its dedupe marker lives (0: no dedupe)
+    and the queue depth at which it is refused (0: none).
+
+    The envelope is serialised here, when the event is handed over, not inside the
+    batch commit: an envelope that cannot be stored fails its own request, never the
+    other events it would have been committed with.
+
+    Raises:
+        TypeError: when the envelope cannot be serialised (``orjson.JSONEncodeError``).
+    """
 
     envelope: Envelope
     dedupe_ttl: float
     max_depth: int = 0
+    #: The envelope as stored: JSON bytes.
+    data: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", self.envelope.to_json())
 
 
 # KEYS: rq:queues, then per group: queue key, job key, one dedupe key per event.
@@ -113,18 +127,27 @@ def rq_timestamp(when: datetime | None = None) -> str:
     return (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _groups(batch: Sequence[Pending]) -> dict[tuple[str, int], list[int]]:
+    """The positions in ``batch`` of the events of each job: same queue, same depth limit.
+
+    Events share a job only when they share their limit, so each event is held to its
+    own source's ``max_queue_depth``, however many sources feed the queue.
+    """
+    groups: dict[tuple[str, int], list[int]] = {}
+    for index, item in enumerate(batch):
+        groups.setdefault((item.envelope.queue, item.max_depth), []).append(index)
+    return groups
+
+
 def _arguments(batch: Sequence[Pending]) -> tuple[list[str], list[Any]]:
-    groups: dict[str, list[Pending]] = {}
-    for item in batch:
-        groups.setdefault(item.envelope.queue, []).append(item)
+    groups = _groups(batch)
     script_keys: list[str] = [keys.RQ_QUEUES]
     args: list[Any] = [rq_timestamp(), len(groups)]
-    order: list[Pending] = []
-    for queue, items in groups.items():
+    for (queue, max_depth), indexes in groups.items():
+        items = [batch[index] for index in indexes]
         job_id = uuid.uuid4().hex
         sources = sorted({i.envelope.source for i in items})
         script_keys += [keys.rq_queue(queue), keys.rq_job(job_id)]
-        max_depth = max((i.max_depth for i in items), default=0)
         args += [
             queue,
             job_id,
@@ -136,18 +159,14 @@ def _arguments(batch: Sequence[Pending]) -> tuple[list[str], list[Any]]:
         for item in items:
             env = item.envelope
             script_keys.append(keys.seen(env.source, env.id))
-            args += [int(item.dedupe_ttl * 1000), env.to_json()]
-            order.append(item)
+            args += [int(item.dedupe_ttl * 1000), item.data]
     args.append(JOB_FUNC)
     return script_keys, args
 
 
 def _outcomes(batch: Sequence[Pending], raw: Sequence[int]) -> list[Outcome]:
     """Map the script's grouped answers back to the order of ``batch``."""
-    groups: dict[str, list[int]] = {}
-    for index, item in enumerate(batch):
-        groups.setdefault(item.envelope.queue, []).append(index)
-    flat = [index for indexes in groups.values() for index in indexes]
+    flat = [index for indexes in _groups(batch).values() for index in indexes]
     result = [Outcome.ENQUEUED] * len(batch)
     for index, code in zip(flat, raw, strict=True):
         result[index] = Outcome(int(code))

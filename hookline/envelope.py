@@ -23,6 +23,20 @@ class EnvelopeError(HooklineError):
     """Raised when stored data is not a valid envelope."""
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8, with the bytes that were not UTF-8 written as ``\\xNN``.
+
+    aiohttp decodes header bytes with ``surrogateescape``: a header that is not UTF-8
+    arrives as a string with lone surrogates, which no JSON encoder accepts.
+    """
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no decoder made: written as its code point
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One received event, exactly as it arrived, plus where it came from.

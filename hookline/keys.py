@@ -40,8 +40,28 @@ def lease(source: str, event_id: str) -> str:
 
 
 def retries() -> str:
-    """Sorted set of envelopes waiting for their next attempt, scored by due time."""
+    """Sorted set of events waiting for their next attempt (``source\nid``), by due time."""
     return f"{PREFIX}:retry"
+
+
+def retry_envelopes() -> str:
+    """Hash of the envelope of each event in :func:`retries`, by the same member."""
+    return f"{PREFIX}:retry:envelopes"
+
+
+def retry_member(source: str, event_id: str) -> str:
+    """An event's member in :func:`retries`: one pending retry per event, never two."""
+    return f"{source}\n{event_id}"
+
+
+def crashes(source: str, event_id: str) -> str:
+    """How many times a worker died while running an event's handler."""
+    return f"{PREFIX}:crashes:{source}:{event_id}"
+
+
+def worker_current(name: str) -> str:
+    """The :func:`crashes` key of the event a worker is running (what to blame if it dies)."""
+    return f"{PREFIX}:worker:{name}:current"
 
 
 def workers() -> str:

@@ -9,10 +9,15 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
+
+from hookline.envelope import utf8_text
+
+#: Widest integer JSON lines carry as a number (orjson's limit); wider ones become text.
+_MAX_INT = 2**64 - 1
 
 
 class LoopBatchedStream:
@@ -57,6 +62,34 @@ class LoopBatchedStream:
                 self._target.flush()
 
 
+def _loggable(value: Any) -> Any:
+    """``value`` reduced to what orjson always encodes: escaped text, numbers, lists, dicts."""
+    if isinstance(value, str):
+        return utf8_text(value)
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_INT <= value <= _MAX_INT else str(value)
+    if isinstance(value, dict):
+        return {utf8_text(str(key)): _loggable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_loggable(item) for item in value]
+    return utf8_text(repr(value))
+
+
+def dumps(value: Any, **options: Any) -> bytes:
+    """orjson's ``dumps`` that never raises on a log line's odd values.
+
+    A string with lone surrogates (header bytes that were not UTF-8), an integer wider
+    than 64 bits or an object orjson does not know is written in a sanitised form: a
+    log line must never fail the request it describes.
+    """
+    try:
+        return orjson.dumps(value, **options)
+    except TypeError:  # orjson.JSONEncodeError
+        return orjson.dumps(_loggable(value))
+
+
 #: What a log method of :data:`AccessLog` takes: a level name and the line's fields.
 LogLine = Callable[[str, dict[str, object]], None]
 
@@ -88,7 +121,7 @@ class JsonLines:
             return
         fields["level"] = level
         fields["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        self._stream.write(orjson.dumps(fields) + b"\n")
+        self._stream.write(dumps(fields) + b"\n")
         self._stream.flush()
 
 
@@ -105,7 +138,7 @@ def configure_logging(level: str = "info", *, json: bool = True) -> LoopBatchedS
     renderer: structlog.typing.Processor
     stream: LoopBatchedStream | None = None
     if json:
-        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        renderer = structlog.processors.JSONRenderer(serializer=dumps)
         stream = LoopBatchedStream(sys.stderr.buffer)
         # BytesLoggerFactory is annotated for a file object; it only calls write and flush.
         factory: structlog.typing.WrappedLogger = structlog.BytesLoggerFactory(stream)  # type: ignore[arg-type]

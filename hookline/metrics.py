@@ -106,6 +106,12 @@ class ReceiverMetrics:
             "Webhook requests being handled.",
             registry=registry,
         ).set_function(lambda: self.in_flight)
+        #: Read at scrape time from the receiver's body budget (``server.max_buffered``).
+        self.buffered_bytes = Gauge(
+            "hookline_http_buffered_bytes",
+            "Request body bytes the receiver holds, bounded by server.max_buffered.",
+            registry=registry,
+        )
         self._answers: dict[tuple[str, int, object], Callable[[], None]] = {}
 
     def answered(self, source: str, status: int, outcome: object) -> None:

@@ -19,12 +19,14 @@ from prometheus_client import CollectorRegistry
 from config.settings import Settings, SourceSettings
 from hookline.connection import async_client
 from hookline.enqueue import Outcome, Pending
-from hookline.envelope import Envelope
+from hookline.envelope import Envelope, utf8_text
 from hookline.errors import ConfigError, ExtractionError, TimestampError, VerificationError
 from hookline.logs import LogLine, structlog_lines
 from hookline.metrics import UNKNOWN_SOURCE, ReceiverMetrics
+from ingest.budget import BodyBudget, BodyReservation
 from ingest.commit import GroupCommitter
 from ingest.extract import RequestFields
+from ingest.readiness import RedisProbe
 from ingest.schemes import Scheme, get_scheme
 
 #: Headers kept in every envelope besides the scheme's own.
@@ -42,11 +44,11 @@ class PreparedSource:
     type_from: tuple[str, ...]
 
     def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """The headers worth storing with the event."""
+        """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
         prefixes = self.scheme.header_prefixes
         extra = (*self.settings.keep_headers, self.scheme.signature_header.lower())
         return {
-            name.lower(): value
+            utf8_text(low): utf8_text(value)
             for name, value in headers.items()
             if (low := name.lower()) in BASE_HEADERS or low in extra or low.startswith(prefixes)
         }
@@ -88,6 +90,8 @@ SOURCES = web.AppKey("sources", dict[str, PreparedSource])
 REDIS = web.AppKey("redis", aioredis.Redis)
 COMMITTER = web.AppKey("committer", GroupCommitter)
 READY = web.AppKey("ready", list[bool])
+PROBE = web.AppKey("probe", RedisProbe)
+BUDGET = web.AppKey("budget", BodyBudget)
 METRICS = web.AppKey("metrics", ReceiverMetrics)
 RETRY_AFTER = web.AppKey("retry_after", dict[str, str])
 ACCESS_LOG: web.AppKey[LogLine] = web.AppKey("access_log")
@@ -112,17 +116,37 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """Read at most ``limit`` bytes; stop reading as soon as the body is larger."""
-    if request.content_length is not None and request.content_length > limit:
-        raise _TooLarge
+class _OverBudget(Exception):
+    pass
+
+
+async def _read_body(
+    request: web.Request, limit: int, held: BodyReservation, body_timeout: float
+) -> bytes:
+    """Read at most ``limit`` bytes, reserved in ``held`` before they are kept.
+
+    A declared length is reserved whole before reading, a chunked body as it arrives.
+    Stops reading as soon as the body is larger than ``limit``, the receiver's budget
+    for bodies cannot take it, or ``body_timeout`` has passed.
+    """
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise _TooLarge
+        if not held.take(length):
+            raise _OverBudget
+        if request.content.is_eof():  # the usual webhook: the whole body came with the headers
+            return await request.read()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
+    async with asyncio.timeout(body_timeout):
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            if length is None and not held.take(len(chunk)):
+                raise _OverBudget
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -154,22 +178,34 @@ async def _receive(
     if source is None:
         fields["outcome"] = "unknown-source"
         return _error(404, "unknown-source", "no source of that name is configured")
-    try:
-        length = request.content_length
-        if length is not None and length <= source.settings.max_body and request.content.is_eof():
-            body = await request.read()  # the usual webhook: the whole body came with the headers
-        else:
-            async with asyncio.timeout(app[SETTINGS].server.body_timeout):
-                body = await _read_body(request, source.settings.max_body)
-    except TimeoutError:  # a client trickling its body must not hold the request forever
-        fields["outcome"] = "body-timeout"
-        return _error(408, "body-timeout", "the request body did not arrive in time")
-    except _TooLarge:
-        fields["outcome"] = "too-large"
-        return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
-    except web.RequestPayloadError:  # e.g. a body that is not valid for its Content-Encoding
-        fields["outcome"] = "unreadable-body"
-        return _error(400, "unreadable-body", "the request body could not be decoded")
+    # The body counts against the budget until the request is answered.
+    with app[BUDGET].hold() as held:
+        try:
+            body = await _read_body(
+                request, source.settings.max_body, held, app[SETTINGS].server.body_timeout
+            )
+        except TimeoutError:  # a client trickling its body must not hold the request forever
+            fields["outcome"] = "body-timeout"
+            return _error(408, "body-timeout", "the request body did not arrive in time")
+        except _TooLarge:
+            fields["outcome"] = "too-large"
+            return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
+        except _OverBudget:
+            fields["outcome"] = "over-budget"
+            return _error(
+                503, "busy", "too many request bodies in progress; retry later", app[RETRY_AFTER]
+            )
+        except web.RequestPayloadError:  # e.g. a body that is not valid for its Content-Encoding
+            fields["outcome"] = "unreadable-body"
+            return _error(400, "unreadable-body", "the request body could not be decoded")
+        return await _accept(request, source, fields, body)
+
+
+async def _accept(
+    request: web.Request, source: PreparedSource, fields: dict[str, object], body: bytes
+) -> web.Response:
+    """Verify, extract and commit a body that has been read whole."""
+    app = request.app
     now = time.time()
     try:
         source.scheme.verify(
@@ -206,16 +242,26 @@ async def _receive(
         body=body,
         queue=source.settings.queue,
     )
-    pending = Pending(envelope, source.settings.dedupe_window, source.settings.max_queue_depth)
+    try:
+        # Serialised here, so that an envelope that cannot be stored fails this request
+        # alone, not every event committed in the same batch.
+        pending = Pending(envelope, source.settings.dedupe_window, source.settings.max_queue_depth)
+    except TypeError as exc:  # orjson.JSONEncodeError
+        fields["outcome"] = "unstorable"
+        fields["error"] = type(exc).__name__
+        return _error(400, "unreadable-event", "the event cannot be stored as JSON")
     retry_after = app[RETRY_AFTER]
     committing = time.perf_counter()
     try:
         outcome = await app[COMMITTER].submit(pending)
         app[METRICS].enqueue_seconds.observe(time.perf_counter() - committing)
     except Exception as exc:  # Redis down, timed out, or shutting down: the provider retries
+        app[PROBE].forget()
         fields["outcome"] = "redis-unavailable"
         fields["error"] = type(exc).__name__
         return _error(503, "unavailable", "event store unavailable; retry later", retry_after)
+    if not app[PROBE].up:  # Redis answered: /readyz must not keep saying it does not
+        app[PROBE].forget()
     fields["outcome"] = outcome.name.lower()
     if outcome is Outcome.ENQUEUED:
         return _json(202, {"id": event_id})
@@ -235,9 +281,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: Redis answers and the receiver is not shutting down."""
     if not request.app[READY][0]:
         return _json(503, {"status": "stopping"})
-    try:
-        await request.app[REDIS].ping()
-    except Exception:  # any failure to reach Redis means not ready
+    if not await request.app[PROBE].check():
         return _json(503, {"status": "redis-unreachable"})
     return _json(200, {"status": "ready"})
 
@@ -268,6 +312,8 @@ def create_app(
     app[METRICS] = ReceiverMetrics(CollectorRegistry())
     app[RETRY_AFTER] = {"Retry-After": str(settings.server.retry_after)}
     app[ACCESS_LOG] = access_log or structlog_lines("hookline.ingest")
+    budget = app[BUDGET] = BodyBudget(settings.server.max_buffered)
+    app[METRICS].buffered_bytes.set_function(lambda: budget.used)
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         client = async_client(url)
@@ -282,6 +328,7 @@ def create_app(
         committer.start()
         app[REDIS] = client
         app[COMMITTER] = committer
+        app[PROBE] = RedisProbe(client)
         app[READY][0] = True
         yield
         app[READY][0] = False

@@ -6,6 +6,7 @@ as JSON or, failing that, as a form (Slack slash commands).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,6 +17,9 @@ from hookline.errors import ExtractionError
 
 #: Longest id or type accepted: it becomes part of a Redis key and of metrics labels.
 MAX_FIELD_LENGTH = 256
+#: Control characters, and the lone surrogates that stand for bytes that were not UTF-8
+#: (headers are decoded with ``surrogateescape``): nothing a provider means as an id.
+_UNREADABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class RequestFields:
@@ -63,12 +67,16 @@ class RequestFields:
         """The first locator that yields a value.
 
         Raises:
-            ExtractionError: when none does, or the value is too long.
+            ExtractionError: when none does, or the value is too long or not UTF-8 text.
         """
         for locator in locators:
             value = self.locate(locator)
             if value is not None:
                 if len(value) > MAX_FIELD_LENGTH:
                     raise ExtractionError(f"event {what} longer than {MAX_FIELD_LENGTH} characters")
+                if _UNREADABLE.search(value):
+                    raise ExtractionError(
+                        f"event {what} holds control characters or bytes that are not UTF-8"
+                    )
                 return value
         raise ExtractionError(f"event {what} not found (looked at {', '.join(locators)})")

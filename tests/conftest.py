@@ -84,11 +84,12 @@ ClientFactory = Callable[..., Any]
 
 @pytest.fixture
 async def client_for() -> AsyncIterator[Callable[..., Any]]:
-    """Build a test client for a receiver with given settings and Redis URL."""
+    """Build a test client for a receiver with given settings and Redis URL (and options
+    of ``create_app``, such as ``access_log``)."""
     clients: list[TestClient[Any, Any]] = []
 
-    async def factory(settings: Settings, url: str) -> TestClient[Any, Any]:
-        client = TestClient(TestServer(create_app(settings, url)))
+    async def factory(settings: Settings, url: str, **options: Any) -> TestClient[Any, Any]:
+        client = TestClient(TestServer(create_app(settings, url, **options)))
         await client.start_server()
         clients.append(client)
         return client

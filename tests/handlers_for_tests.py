@@ -32,6 +32,8 @@ def behave(event: Event) -> None:
     r.rpush(f"test:attempts:{event.id}", event.attempt)
     if spec.get("started"):
         r.set(f"test:started:{event.id}", os.getpid())
+    if spec.get("die"):
+        os._exit(3)  # as a segfault or the OOM killer would: no exception, no outcome
     if spec.get("sleep"):
         time.sleep(float(spec["sleep"]))
     if spec.get("permanent"):

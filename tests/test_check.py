@@ -9,9 +9,10 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from hookline.check import Finding, check_redis, mask_url, render, run_checks
+from hookline.check import Finding, check_redis, render, run_checks
 from hookline.cli import main
-from hookline.connection import EmbeddedRedis, free_port
+from hookline.connection import EmbeddedRedis, free_port, mask_url
+from tests.cluster import SentinelServer
 
 from .conftest import GITHUB_SECRET, STRIPE_SECRET
 
@@ -183,6 +184,35 @@ class TestRedis:
         assert len(errors) == 1
         assert errors[0].startswith("redis.url http://u:***@host/0:")
 
+    def test_sentinel_group_is_checked_through_its_primary(
+        self, redis_with: list[EmbeddedRedis], tmp_path: Path
+    ) -> None:
+        """A ``redis+sentinel://`` URL is followed to the group's primary, which is checked."""
+        primary = EmbeddedRedis(extra=("--maxmemory-policy", "allkeys-lru"))
+        redis_with.append(primary)
+        primary.start()
+        sentinel = SentinelServer(tmp_path / "sentinel", "hl", primary.port)
+        sentinel.start()
+        try:
+            findings = check_redis(sentinel.url)
+        finally:
+            sentinel.stop()
+        assert not levels(findings, "error"), findings
+        assert levels(findings, "ok")[0].startswith(f"Redis at {sentinel.url} answers")
+        # The eviction policy read is the primary's, not the Sentinel's.
+        assert levels(findings, "warning")[0].startswith("Redis maxmemory-policy is allkeys-lru")
+
+    def test_unreachable_sentinels_are_an_error_without_the_password(self) -> None:
+        """A Sentinel URL whose Sentinels do not answer is unreachable, not an invalid URL."""
+        hosts = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+        errors = levels(check_redis(f"redis+sentinel://:pa55word@{hosts}/mymaster"), "error")
+        assert len(errors) == 1
+        assert errors[0].startswith(
+            f"Redis at redis+sentinel://:***@{hosts}/mymaster is unreachable"
+        ), errors[0]
+        assert "No master found for 'mymaster'" in errors[0] and "<redis" not in errors[0]
+        assert "pa55word" not in errors[0]
+
     def test_durable_redis_passes(self, redis_url: str) -> None:
         """noeviction with an append-only file fsynced every second: ok, plus what it risks."""
         findings = check_redis(redis_url)
@@ -257,6 +287,10 @@ class TestMaskUrl:
             ("unix:///run/redis.sock?db=0&password=pw", "unix:///run/redis.sock?db=0&password=***"),
             ("redis://user@host:6379/0", "redis://user@host:6379/0"),
             ("redis://host:6379/0", "redis://host:6379/0"),
+            (
+                "redis+sentinel://:pw@h1:26379,h2:26379/mymaster/0",
+                "redis+sentinel://:***@h1:26379,h2:26379/mymaster/0",
+            ),
         ],
     )
     def test_password_is_masked(self, url: str, masked: str) -> None:

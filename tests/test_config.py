@@ -115,6 +115,19 @@ class TestParseSettings:
         assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
         assert (settings.server.body_timeout, settings.server.keepalive_timeout) == (10, 75)
 
+    def test_max_buffered_defaults_to_64_mib_or_the_largest_body(self) -> None:
+        """server.max_buffered is 64 MiB unless set, raised to the largest max_body if that is
+        more, so that every source's largest event can still arrive."""
+        small = parse_settings({"sources": {"s": source()}}, {})
+        assert small.server.max_buffered == 64 * 1024**2
+        huge = 100 * 1024**2
+        large = parse_settings({"sources": {"s": source(), "big": source(max_body=huge)}}, {})
+        assert large.server.max_buffered == huge
+        chosen = parse_settings(
+            {"server": {"max_buffered": 4096}, "sources": {"s": source(max_body=10)}}, {}
+        )
+        assert chosen.server.max_buffered == 4096
+
     def test_receiver_table_sets_defaults_a_source_may_override(self) -> None:
         """receiver.* applies to every source unless the source sets its own value."""
         settings = parse_settings(
@@ -367,6 +380,19 @@ class TestConfigErrors:
                 {},
                 "sources.s.max_body: must be at least 1, got 0",
                 id="zero-max-body",
+            ),
+            pytest.param(
+                {"server": {"max_buffered": 0}},
+                {},
+                "server.max_buffered: must be at least 1, got 0",
+                id="zero-max-buffered",
+            ),
+            pytest.param(
+                {"server": {"max_buffered": 1000}, "sources": {"s": source(max_body=2000)}},
+                {},
+                "server.max_buffered: 1000 is less than sources.s.max_body (2000); "
+                "raise it to at least that",
+                id="max-buffered-below-max-body",
             ),
             pytest.param(
                 {"sources": {"s": source(queue="has space")}},

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import pty
+import random
 import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from tests.worker_support import (
 from workers.deadletter import DeadLetter, DeadLetters, entry_id
 from workers.dlq_files import atomic_file
 from workers.dlq_ops import Pacer
-from workers.dlq_search import Filter, Search
+from workers.dlq_search import Filter, Search, glob_match
 from workers.runner import parse_job_data
 
 #: The command, as a process.
@@ -215,6 +217,10 @@ class TestList:
         assert ids_of(cli("list", "--type", "?harge.refunded")) == [
             dl.get(entry_id("test", "c")).id
         ]
+        assert ids_of(cli("list", "--type", "*.paid")) == [paid.id]
+        assert ids_of(cli("list", "--type", "*i*v*i*e*.*p*d")) == [paid.id]
+        dry_run = cli("replay", "--type", "*i*v*i*e*.*p*d", "--dry-run").stdout
+        assert "dry run: 1 dead letter would be replayed" in dry_run
 
     def test_error_filter_matches_type_or_message_in_any_case(
         self, cli: Cli, dl: DeadLetters
@@ -752,6 +758,20 @@ class TestConnection:
         assert "cannot reach Redis at redis://:***@127.0.0.1" in result.stderr
         assert "s3cret" not in result.output
 
+    def test_unreachable_sentinel_group_is_named_masked(self) -> None:
+        """A Sentinel URL with several hosts, none answering: the same message, exit 1."""
+        hosts = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+        url = f"redis+sentinel://:s3cret@{hosts}/mymaster"
+        result = CliRunner().invoke(
+            main, ["dlq", "stats"], env={**CLEAN_ENV, "HOOKLINE_REDIS_URL": url}
+        )
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(
+            f"Error: cannot reach Redis at redis+sentinel://:***@{hosts}/mymaster: "
+            "No master found for 'mymaster' (check the Sentinel addresses and service name)\n"
+        ), result.stderr
+        assert "s3cret" not in result.output
+
 
 class TestSearch:
     def test_indexed_filter_page_reads_only_what_it_returns(
@@ -770,6 +790,53 @@ class TestSearch:
             assert len(page.items) == 10 and page.scanned == 10
             assert {letter.envelope.source for letter in page.items} == {"strict"}
         assert search.count(Filter(source="strict", type="rare")) == (30, True)
+
+    def test_type_glob_selects_the_same_on_the_server_and_in_counts(self, dl: DeadLetters) -> None:
+        """``*`` is any run and ``?`` any one character (accented ones too), anchored at both
+        ends: the server-side walk, ``glob_match`` and ``count`` all agree with that."""
+        rng = random.Random(7)
+        types = sorted({"".join(rng.choices("ab.é", k=rng.randint(1, 7))) for _ in range(300)})
+        letters = {
+            dl.add(envelope(f"e{i}", event_type=t), reason="exhausted", worker="w").id: t
+            for i, t in enumerate(types)
+        }
+        search = Search(dl)
+        for _ in range(150):
+            glob = "".join(rng.choices("ab.é*?", k=rng.randint(1, 6)))
+            spec = re.compile("".join({"*": ".*", "?": "."}.get(c, re.escape(c)) for c in glob))
+            expected = {i for i, t in letters.items() if spec.fullmatch(t)}
+            flt = Filter(type=glob)
+            assert set(search.page_ids(flt, limit=1000).items) == expected, glob
+            assert {i for i, t in letters.items() if glob_match(glob, t)} == expected, glob
+            assert search.count(flt) == (len(expected), True), glob
+            assert search.count(replace(flt, since=0.0))[0] >= len(expected), glob
+        # An exact type checked on the walk of a smaller source index.
+        few = dl.add(envelope("x", source="few", event_type=types[0]), reason="r", worker="w")
+        exact = search.page_ids(Filter("few", types[0]))
+        assert (exact.items, exact.scanned) == ([few.id], 1)
+        assert search.page_ids(Filter("few", types[1])).items == []
+
+    def test_pathological_type_glob_takes_bounded_time(
+        self, dl: DeadLetters, r: redis.Redis
+    ) -> None:
+        """A glob on which a backtracking matcher takes time growing as a power of the type's
+        length per ``*`` is matched against 2,000 entries' types, on the server and in
+        counts, correctly and in a bounded time."""
+        with r.pipeline(transaction=False) as pipe:
+            for i in range(2000):
+                env = envelope(f"e{i}", event_type=f"{'a' * 20}.{i:019d}")
+                dl.add(env, reason="exhausted", worker="w", now=1000.0 + i, pipe=pipe)
+            pipe.execute()
+        search = Search(dl)
+        started = time.monotonic()
+        none = search.page_ids(Filter(type="*a*a*a*a*a*a*a*b"), limit=10)
+        sevens = search.page_ids(Filter(type="*a*a*a*a*a*a*a*7"), limit=1000)
+        counted = search.count(Filter(type="*a*a*a*a*a*a*a*b"))
+        elapsed = time.monotonic() - started
+        assert (none.items, none.scanned, none.next) == ([], 2000, None)
+        assert len(sevens.items) == 200 and sevens.next is None
+        assert counted == (0, True)
+        assert elapsed < 3.0, f"{elapsed:.1f} s"
 
     def test_walk_is_not_shifted_by_removals_or_ties(self, dl: DeadLetters) -> None:
         """Paging by cursor visits every entry once, even with equal times and removals."""

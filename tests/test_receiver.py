@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import redis
@@ -14,6 +16,10 @@ from structlog.testing import capture_logs
 
 from hookline import keys
 from hookline.connection import EmbeddedRedis
+from hookline.enqueue import Enqueuer, Outcome, Pending
+from hookline.envelope import Envelope
+from hookline.logs import JsonLines, LoopBatchedStream
+from ingest.app import METRICS
 from tests.conftest import (
     GITHUB_SECRET,
     SHOPIFY_SECRET,
@@ -31,6 +37,49 @@ async def post_stripe(client: Client, body: bytes, secret: str = STRIPE_SECRET, 
     return await client.post(
         "/hooks/stripe", data=body, headers=signed("stripe", secret, body, **kw)
     )
+
+
+async def raw_post(
+    client: Client, path: str, headers: dict[str, str | bytes], body: bytes
+) -> tuple[int, bytes]:
+    """POST with header values sent as given bytes (aiohttp's client only sends UTF-8);
+    return the status and the body of the answer."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = [f"POST {path} HTTP/1.1", "Host: hookline", "Connection: close"]
+    head.append(f"Content-Length: {len(body)}")
+    wire = b"\r\n".join(line.encode() for line in head) + b"\r\n"
+    for name, value in headers.items():
+        wire += name.encode() + b": " + (value.encode() if isinstance(value, str) else value)
+        wire += b"\r\n"
+    writer.write(wire + b"\r\n" + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    status_line, _, rest = answer.partition(b"\r\n")
+    payload = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split()[1]), payload
+
+
+def github_headers(
+    body: bytes, delivery: str | bytes, event: str | bytes
+) -> dict[str, str | bytes]:
+    """GitHub's signed headers for ``body``, with the (unsigned) delivery id and event type."""
+    headers: dict[str, str | bytes] = {**signed("github", GITHUB_SECRET, body)}
+    headers.update({"X-GitHub-Delivery": delivery, "X-GitHub-Event": event})
+    return headers
+
+
+def hold_redis(url: str, seconds: float) -> None:
+    """Keep the Redis server at ``url`` busy (one long script) for ``seconds``."""
+    client = redis.Redis.from_url(url)
+    client.eval(
+        "local t = redis.call('TIME') local stop = t[1] * 1e6 + t[2] + tonumber(ARGV[1]) "
+        "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] >= stop return 1",
+        0,
+        int(seconds * 1e6),
+    )
+    client.close()
 
 
 class TestAccept:
@@ -230,6 +279,16 @@ class TestRejections:
             assert (await resp.json())["error"] == "unreadable-event"
         assert r.dbsize() == 0
 
+    async def test_id_with_control_characters_gets_400(
+        self, client: Client, r: redis.Redis
+    ) -> None:
+        """An event id or type holding control characters is unreadable: 400, nothing written."""
+        for body in (b'{"id":"evt_\\u0001x","type":"x"}', b'{"id":"evt_1","type":"a\\u0000b"}'):
+            resp = await post_stripe(client, body)
+            assert resp.status == 400, body
+            assert (await resp.json())["error"] == "unreadable-event"
+        assert r.dbsize() == 0
+
     async def test_errors_and_logs_never_contain_secrets_or_bodies(self, client: Client) -> None:
         """Neither an error body nor a log line repeats the secret or the request body."""
         body = b'{"id":"evt_secretive","type":"x","card":"4242424242424242"}'
@@ -242,6 +301,54 @@ class TestRejections:
         assert [entry["status"] for entry in logs] == [401, 202]
         assert logs[1]["event_id"] == "evt_secretive"
         assert "latency_ms" in logs[1]
+
+
+class TestUndecodableHeaders:
+    async def test_bytes_not_utf8_fail_only_their_own_request(
+        self, redis_url: str, client_for: Any, r: redis.Redis
+    ) -> None:
+        """Header bytes that are not UTF-8 in an event id or type get 400, in another kept
+        header are stored escaped (202), and never fail an event committed in the same batch."""
+        log = io.BytesIO()
+        client = await client_for(
+            make_settings(server={"commit_delay": "300ms"}),  # the four share one batch
+            redis_url,
+            access_log=JsonLines(LoopBatchedStream(log)),
+        )
+        body = b'{"action": "opened"}'
+        good = stripe_event("evt_good")
+        ua = {**github_headers(body, "d-ua", "issues"), "User-Agent": b"GitHub-Hookshot/\xff1"}
+        answers = await asyncio.gather(
+            raw_post(client, "/hooks/stripe", {**signed("stripe", STRIPE_SECRET, good)}, good),
+            raw_post(client, "/hooks/github", github_headers(body, b"abc\xff", "issues"), body),
+            raw_post(client, "/hooks/github", github_headers(body, "d-type", b"push\xff"), body),
+            raw_post(client, "/hooks/github", ua, body),
+        )
+        assert [status for status, _ in answers] == [202, 400, 400, 202]
+        for _, payload in answers[1:3]:
+            assert orjson.loads(payload)["error"] == "unreadable-event"
+        assert r.llen(keys.rq_queue("hookline")) == 1, "the good events share one job"
+        stored = {env.id: env for env in queued_envelopes(r)}
+        assert sorted(stored) == ["d-ua", "evt_good"]
+        assert stored["d-ua"].headers["user-agent"] == "GitHub-Hookshot/\\xff1"
+        lines = [orjson.loads(line) for line in log.getvalue().splitlines()]
+        assert sorted(line["status"] for line in lines) == [202, 202, 400, 400]
+
+    def test_access_log_lines_never_fail(self) -> None:
+        """A JSON access line with surrogates, a huge integer or an odd object is still written."""
+        log = io.BytesIO()
+        JsonLines(LoopBatchedStream(log))(
+            "info", {"event": "webhook", "source": "a\udcffb", "n": 2**70, "x": object()}
+        )
+        [line] = [orjson.loads(raw) for raw in log.getvalue().splitlines()]
+        assert (line["source"], line["n"], line["event"]) == ("a\\xffb", str(2**70), "webhook")
+
+    def test_unstorable_envelope_is_refused_before_it_joins_a_batch(self) -> None:
+        """An envelope that cannot be stored as JSON fails when handed over for commit,
+        so it can never fail the other events of a batch."""
+        env = Envelope("github", "abc\udcff", "push", time.time(), {}, b"{}", "hookline")
+        with pytest.raises(TypeError):
+            Pending(env, 60.0)
 
 
 class TestSlackChallenge:
@@ -276,6 +383,71 @@ class TestBackpressure:
         assert not r.exists(keys.seen("stripe", "evt_b"))
         r.delete(keys.rq_queue("hookline"))
         assert (await post_stripe(client, stripe_event("evt_b"))).status == 202
+
+
+class TestBodyBudget:
+    async def test_bodies_held_at_once_are_bounded_by_max_buffered(
+        self, redis_url: str, client_for: Any, r: redis.Redis
+    ) -> None:
+        """A body that would take the bodies held past server.max_buffered gets 503 with
+        Retry-After, declared or chunked; once the others are answered it is accepted."""
+        settings = make_settings(
+            server={"max_buffered": 3000},
+            sources={"stripe": {"scheme": "stripe", "secrets": [STRIPE_SECRET], "max_body": 2000}},
+        )
+        client = await client_for(settings, redis_url)
+        registry = client.server.app[METRICS].registry
+
+        def held() -> float:
+            return registry.get_sample_value("hookline_http_buffered_bytes") or 0.0
+
+        slow_body, release = stripe_event("evt_slow", size=1900), asyncio.Event()
+
+        async def slow_chunks() -> Any:
+            yield slow_body[:1500]
+            await release.wait()
+            yield slow_body[1500:]
+
+        slow = asyncio.create_task(
+            client.post(
+                "/hooks/stripe",
+                data=slow_chunks(),
+                headers=signed("stripe", STRIPE_SECRET, slow_body),
+            )
+        )
+        deadline = time.monotonic() + 5
+        while held() < 1500:
+            assert time.monotonic() < deadline, "the first chunk never arrived"
+            await asyncio.sleep(0.01)
+
+        declared = stripe_event("evt_declared", size=1800)
+        resp = await post_stripe(client, declared)
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "5"
+
+        chunked = stripe_event("evt_chunked", size=1800)
+
+        async def chunks() -> Any:
+            for start in range(0, len(chunked), 600):
+                yield chunked[start : start + 600]
+
+        resp = await client.post(
+            "/hooks/stripe", data=chunks(), headers=signed("stripe", STRIPE_SECRET, chunked)
+        )
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "5"
+
+        release.set()
+        assert (await slow).status == 202
+        assert held() == 0
+        assert (await post_stripe(client, declared)).status == 202
+        assert (await post_stripe(client, chunked)).status == 202
+        assert held() == 0
+        assert sorted(e.id for e in queued_envelopes(r)) == [
+            "evt_chunked",
+            "evt_declared",
+            "evt_slow",
+        ]
 
 
 class TestRedisFailure:
@@ -339,6 +511,51 @@ class TestHealth:
         """Liveness and readiness both answer 200 while Redis is reachable."""
         assert (await client.get("/healthz")).status == 200
         assert (await (await client.get("/readyz")).json()) == {"status": "ready"}
+
+    async def test_readyz_burst_does_not_starve_commits(
+        self, client: Client, redis_url: str, r: redis.Redis
+    ) -> None:
+        """500 concurrent /readyz while Redis is slow leave it connections to commit with:
+        an event sent meanwhile gets 202, and every probe says ready."""
+        busy = asyncio.create_task(asyncio.to_thread(hold_redis, redis_url, 1.0))
+        await asyncio.sleep(0.1)  # the script is running: Redis answers nothing until it ends
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as probes:
+
+            async def probe() -> int:
+                async with probes.get(client.make_url("/readyz")) as resp:
+                    return resp.status
+
+            burst = [asyncio.create_task(probe()) for _ in range(500)]
+            await asyncio.sleep(0.3)  # the probes are waiting on Redis
+            resp = await post_stripe(client, stripe_event("evt_during_burst"))
+            statuses = await asyncio.gather(*burst)
+        await busy
+        assert resp.status == 202
+        assert set(statuses) == {200}
+        assert [e.id for e in queued_envelopes(r)] == ["evt_during_burst"]
+
+
+class TestQueueDepthPerSource:
+    def test_each_event_is_held_to_its_own_sources_depth_limit(self, r: redis.Redis) -> None:
+        """Events for one queue committed together from sources with different
+        max_queue_depth are each refused or accepted by their own limit, answered in order."""
+
+        def pending(source: str, event_id: str, max_depth: int) -> Pending:
+            env = Envelope(source, event_id, "t", time.time(), {}, b"{}", "hookline")
+            return Pending(env, 60.0, max_depth)
+
+        enqueuer = Enqueuer(r)
+        assert enqueuer.commit([pending("big", "b0", 0)]) == [Outcome.ENQUEUED]  # depth 1
+        batch = [
+            pending("big", "b1", 100),
+            pending("small", "s1", 1),
+            pending("big", "b2", 100),
+            pending("small", "s2", 1),
+        ]
+        outcomes = enqueuer.commit(batch)
+        assert outcomes == [Outcome.ENQUEUED, Outcome.QUEUE_FULL] * 2
+        assert sorted(e.id for e in queued_envelopes(r)) == ["b0", "b1", "b2"]
+        assert not r.exists(keys.seen("small", "s1"))
 
 
 class TestReplicaWait:

@@ -30,6 +30,7 @@ from tests.worker_support import (
     write_config,
 )
 from workers.deadletter import DeadLetters, entry_id
+from workers.runner import CRASH_LIMIT
 from workers.worker import HEARTBEAT_TTL, Worker
 
 
@@ -142,8 +143,11 @@ class TestRetries:
             list[tuple[bytes, float]], r.zrange(keys.retries(), 0, -1, withscores=True)
         )
         [(member, due)] = scheduled
+        assert member == keys.retry_member("test", "later").encode()
         assert time.time() - 1 <= due <= time.time() + 60
-        assert orjson.loads(member)["attempts"][0]["error_type"] == "ConnectionError"
+        stored = r.hget(keys.retry_envelopes(), member)
+        assert stored is not None
+        assert orjson.loads(stored)["attempts"][0]["error_type"] == "ConnectionError"
         assert effects(r) == {}
 
     def test_per_source_retry_policy_wins(self, redis_url: str, r: redis.Redis) -> None:
@@ -289,3 +293,68 @@ class TestStockRQ:
         SimpleWorker([queue], connection=r, serializer=JSONSerializer).work(burst=True)
         assert effects(r) == {"rq1": 1}
         assert r.zcard(keys.retries()) == 1, "the failed event waits for its retry"
+
+
+class TestHardCases:
+    def test_event_held_by_a_live_worker_is_deferred_not_dropped(
+        self, redis_url: str, r: redis.Redis
+    ) -> None:
+        """A copy of an event another live worker holds is looked at again later, not lost."""
+        settings = worker_settings(redis_url)
+        r.set(keys.worker("ghost"), "1", px=60_000)
+        r.set(keys.lease("test", "held"), "ghost", px=60_000)
+        enqueue(r, envelope("held"))
+        Worker(settings, redis_url, burst=True).run()
+        assert effects(r) == {}
+        assert r.zscore(keys.retries(), keys.retry_member("test", "held")) is not None
+        assert r.keys("rq:job:*") == []
+        r.delete(keys.worker("ghost"))  # the holder died without resolving it
+        r.zadd(keys.retries(), {keys.retry_member("test", "held"): 0})  # due now
+        drain(settings, redis_url)
+        assert effects(r) == {"held": 1}
+
+    def test_warm_stop_mid_job_gives_back_only_what_the_job_owes(
+        self, own_redis: tuple[str, redis.Redis], tmp_path: Path
+    ) -> None:
+        """Stopped mid-job, events already failed are not run again; unstarted ones are kept."""
+        redis_url, r = own_redis
+        slow_retry = {"base_delay": 3600, "max_delay": 3600}
+        config = write_config(tmp_path / "w.toml", redis_url, retry=slow_retry)
+        worker_settings(redis_url)
+        with contextlib.contextmanager(processes)(config) as proc:
+            enqueue(
+                r,
+                envelope("perm", permanent=True),
+                envelope("flaky", fail_times=1),
+                envelope("slow", sleep=1, started=True),
+                envelope("later"),
+            )
+            wait_for(lambda: r.exists("test:started:slow"), what="the slow handler to start")
+            proc.signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        assert effects(r) == {"slow": 1}
+        assert r.zcard(keys.retries()) == 1, "one retry chain for the failed event"
+        assert DeadLetters(r).count() == 1
+        Worker(worker_settings(redis_url, retry=slow_retry), redis_url, burst=True).run()
+        assert effects(r) == {"slow": 1, "later": 1}
+        assert attempts_of(r, "perm") == [1], "the dead-lettered event did not run again"
+        assert attempts_of(r, "flaky") == [1], "its retry waits; it did not run again at once"
+        assert r.zcard(keys.retries()) == 1
+
+    def test_event_that_kills_its_worker_is_dead_lettered_and_the_queue_moves_on(
+        self, own_redis: tuple[str, redis.Redis], tmp_path: Path
+    ) -> None:
+        """An event whose handler kills the process is dead-lettered as crashed; others run."""
+        redis_url, r = own_redis
+        config = write_config(tmp_path / "w.toml", redis_url)
+        worker_settings(redis_url)
+        with contextlib.contextmanager(processes)(config):
+            enqueue(r, envelope("poison", die=True), envelope("after"))
+            wait_for(
+                lambda: effects(r).get("after") == 1,
+                timeout=HEARTBEAT_TTL * (CRASH_LIMIT + 2) + 20,
+                what="the event after the poison one",
+            )
+        letter = DeadLetters(r).get(entry_id("test", "poison"))
+        assert letter.reason == "crashed"
+        assert len(attempts_of(r, "poison")) == CRASH_LIMIT

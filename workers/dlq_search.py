@@ -11,7 +11,6 @@ shift nothing.
 
 from __future__ import annotations
 
-import re
 import string
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ SCAN_STEP = 2000
 
 # KEYS: the index, the search-text hash. ARGV: min, max, cursor score ('' none), cursor id,
 # how many to find, most entries to pass over, newest first (1/0), source to check ('' none),
-# Lua pattern the type must match ('' none), error needle (lower-case, '' none), entry key
+# glob the type must match ('' none), error needle (lower-case, '' none), entry key
 # prefix, return ids (1) or entries (0).
 # Returns {more (1/0), last score, last id, entries passed over, found...}.
 _PAGE = """
@@ -38,6 +37,66 @@ local rev, src, typ, needle = ARGV[7] == '1', ARGV[8], ARGV[9], ARGV[10]
 local prefix, ids_only = ARGV[11], ARGV[12] == '1'
 local check = src ~= '' or typ ~= '' or needle ~= ''
 local csn = tonumber(cs)
+-- the byte after the UTF-8 character that starts at byte i of s
+local function after_char(s, i)
+  i = i + 1
+  local b = string.byte(s, i)
+  while b and b >= 128 and b < 192 do
+    i = i + 1
+    b = string.byte(s, i)
+  end
+  return i
+end
+-- glob_match in Python, byte-wise with ? one UTF-8 character: one backtrack point (the
+-- last *), so never more than #glob * #text steps, whatever the glob
+local function glob(g, s)
+  local gi, si, star, mark = 1, 1, nil, 1
+  while si <= #s do
+    local c = string.byte(g, gi)
+    if c == 42 then
+      star, mark, gi = gi, si, gi + 1
+    elseif c == 63 then
+      gi, si = gi + 1, after_char(s, si)
+    elseif c ~= nil and c == string.byte(s, si) then
+      gi, si = gi + 1, si + 1
+    elseif star then
+      mark = after_char(s, mark)
+      gi, si = star + 1, mark
+    else
+      return false
+    end
+  end
+  while string.byte(g, gi) == 42 do gi = gi + 1 end
+  return gi > #g
+end
+-- a glob without ?: its pieces between the *s, found in order by plain search (in C)
+local pieces = nil
+if typ ~= '' and not string.find(typ, '?', 1, true) then
+  pieces = {}
+  local from = 1
+  while true do
+    local at = string.find(typ, '*', from, true)
+    if not at then break end
+    pieces[#pieces + 1] = string.sub(typ, from, at - 1)
+    from = at + 1
+  end
+  pieces[#pieces + 1] = string.sub(typ, from)
+end
+local function type_ok(s)
+  if not pieces then return glob(typ, s) end
+  local first, last = pieces[1], pieces[#pieces]
+  if #pieces == 1 then return s == first end
+  if #first + #last > #s or string.sub(s, 1, #first) ~= first
+    or string.sub(s, #s - #last + 1) ~= last then return false end
+  -- the leftmost place of each piece leaves the most room for the rest
+  local pos, stop = #first + 1, #s - #last
+  for k = 2, #pieces - 1 do
+    local i, j = string.find(s, pieces[k], pos, true)
+    if not i or j > stop then return false end
+    pos = j + 1
+  end
+  return true
+end
 -- the search text: source, type, error type, message (both lower-case), byte 31 between
 local function matches(id)
   if not check then return true end
@@ -47,7 +106,7 @@ local function matches(id)
   local b = string.find(text, '\\31', a + 1, true)
   local c = string.find(text, '\\31', b + 1, true)
   if src ~= '' and string.sub(text, 1, a - 1) ~= src then return false end
-  if typ ~= '' and not string.find(string.sub(text, a + 1, b - 1), typ) then return false end
+  if typ ~= '' and not type_ok(string.sub(text, a + 1, b - 1)) then return false end
   if needle == '' then return true end
   return string.find(string.sub(text, b + 1, c - 1), needle, 1, true) ~= nil
     or string.find(text, needle, c + 1, true) ~= nil
@@ -99,15 +158,29 @@ def _lower(text: str) -> str:
     return text.translate(_ASCII_LOWER)
 
 
-def _lua_pattern(glob: str) -> str:
-    """An anchored Lua pattern for ``glob`` (``*`` any run, ``?`` any one character)."""
-    parts = [".*" if c == "*" else "." if c == "?" else c if c.isalnum() else "%" + c for c in glob]
-    return "^" + "".join(parts) + "$"
+def glob_match(glob: str, text: str) -> bool:
+    """Whether all of ``text`` matches ``glob`` (``*`` any run, ``?`` any one character).
 
-
-def _regex(glob: str) -> re.Pattern[str]:
-    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob]
-    return re.compile("".join(parts), re.DOTALL)
+    Only the last ``*`` is ever returned to (an earlier one could not place what follows
+    any better), so a match takes at most ``len(glob) * len(text)`` steps: a pattern such
+    as ``*a*a*a*a*b`` cannot keep Redis or the console busy the way a backtracking regex
+    would. The Lua twin in the page script gives the same answers.
+    """
+    g = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if g < len(glob) and glob[g] == "*":
+            star, mark = g, t
+            g += 1
+        elif g < len(glob) and glob[g] in ("?", text[t]):
+            g += 1
+            t += 1
+        elif star >= 0:
+            mark += 1
+            g, t = star + 1, mark
+        else:
+            return False
+    return glob[g:].strip("*") == ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +227,7 @@ class Filter:
         env = letter.envelope
         if self.source and env.source != self.source:
             return False
-        if self.type and not _regex(self.type).fullmatch(env.type):
+        if self.type and not glob_match(self.type, env.type):
             return False
         if self.since is not None and letter.dead_at < self.since:
             return False
@@ -262,7 +335,7 @@ class Search:
                     step,
                     1 if newest_first else 0,
                     (flt.source or "") if check_source else "",
-                    _lua_pattern(flt.type or "") if check_type else "",
+                    (flt.type or "") if check_type else "",
                     needle,
                     keys.dlq_entry(""),
                     1 if ids_only else 0,
@@ -334,11 +407,10 @@ class Search:
         flt = flt or Filter()
         if flt.type and not flt.timed and not flt.error:
             # The ``source/type`` counters answer exactly, globs included.
-            pattern = _regex(flt.type)
             total = 0
             for key, value in self.client.hgetall(keys.dlq_counts("type")).items():
                 source, _, event_type = as_str(key).partition("/")
-                if (not flt.source or source == flt.source) and pattern.fullmatch(event_type):
+                if (not flt.source or source == flt.source) and glob_match(flt.type, event_type):
                     total += max(int(value), 0)
             return total, True
         index, check_source, check_type = self._plan(flt)

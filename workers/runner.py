@@ -44,22 +44,42 @@ LEASE_MARGIN = 30.0
 #: How long a worker keeps retrying the write that records an outcome (within the lease).
 RESOLVE_PATIENCE = LEASE_MARGIN / 2
 
-# KEYS: lease, done. ARGV: me, ttl ms, heartbeat key prefix.
-# Returns 0: lease taken; 1: already done; 2: a live worker holds it.
+#: A worker died this many times while running an event: it is dead-lettered as ``crashed``
+#: instead of taking down worker after worker and blocking its queue.
+CRASH_LIMIT = 3
+#: How long an event whose lease another live worker holds waits before it is looked at again.
+DEFER_SECONDS = 5.0
+
+# KEYS: lease, done, crashes. ARGV: me, ttl ms, heartbeat key prefix.
+# Returns {verdict, crashes}; verdict 0: lease taken; 1: already done; 2: a live worker holds it.
 _LEASE = Script("""
-if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {1, 0} end
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
-  return 2
+  return {2, 0}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 0
+return {0, tonumber(redis.call('GET', KEYS[3]) or '0')}
+""")
+
+# KEYS: leases... ARGV: me, ttl ms. Extends the leases still ours; returns 1/0 for each.
+_EXTEND = Script("""
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
 """)
 
 _RELEASE = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """)
-_SCRIPTS = (_LEASE, _RELEASE)
+_SCRIPTS = (_LEASE, _RELEASE, _EXTEND)
 
 
 class Observer(Protocol):
@@ -103,10 +123,16 @@ class JobResult:
     retried: int = 0
     dead: int = 0
     ignored: int = 0
-    interrupted: bool = False
+    #: Envelopes not started because the worker was stopping: the job still owes them.
+    unresolved: tuple[Envelope, ...] = ()
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the job still owes events."""
+        return bool(self.unresolved)
 
     @classmethod
-    def of(cls, counts: Counter[str], *, interrupted: bool = False) -> JobResult:
+    def of(cls, counts: Counter[str], *, unresolved: Sequence[Envelope] = ()) -> JobResult:
         """Build from counts keyed by outcome name."""
         return cls(
             handled=counts["handled"],
@@ -114,7 +140,7 @@ class JobResult:
             retried=counts["retried"],
             dead=counts["dead"],
             ignored=counts["ignored"],
-            interrupted=interrupted,
+            unresolved=tuple(unresolved),
         )
 
 
@@ -139,6 +165,7 @@ class Processor:
         self.use_alarm = use_alarm
         self.dead_letters = DeadLetters(client)
         self._time_limit = TimeLimit() if use_alarm else None
+        self._following: Envelope | None = None
         self._lease_ms = int((settings.workers.handler_timeout + LEASE_MARGIN) * 1000)
         self._wait_replicas = settings.server.wait_replicas
         self._wait_ms = max(1, int(settings.server.wait_timeout * 1000))
@@ -163,7 +190,8 @@ class Processor:
         """Resolve the events of several jobs, leasing all of them in one round trip.
 
         Once ``should_stop()`` is true, no further event starts: the leases not used are
-        released and the jobs not finished come back marked ``interrupted``.
+        released, and each job comes back with the envelopes it still owes
+        (``JobResult.unresolved``), for the caller to put back on the queue.
         """
         flat = [env for job in jobs for env in job]
 
@@ -171,41 +199,130 @@ class Processor:
             for env in flat:
                 _LEASE.queue(
                     pipe,
-                    [keys.lease(env.source, env.id), keys.done(env.source, env.id)],
+                    [
+                        keys.lease(env.source, env.id),
+                        keys.done(env.source, env.id),
+                        keys.crashes(env.source, env.id),
+                    ],
                     [self.worker, self._lease_ms, keys.worker("")],
                 )
 
-        verdicts = iter(run_pipeline(self.client, lease_all, _SCRIPTS))
+        verdicts = run_pipeline(self.client, lease_all, _SCRIPTS)
+        leased_at = time.monotonic()
         if self._wait_replicas:
             # The leases (and the claim before them) reach a replica before any handler
             # runs, so a failover cannot hand the same event to a second worker meanwhile.
             self.client.wait(self._wait_replicas, self._wait_ms)
+        ours = [
+            (env, int(crashed))
+            for env, (verdict, crashed) in zip(flat, verdicts, strict=True)
+            if int(verdict) == 0
+        ]
+        deferred = [env for env, (v, _) in zip(flat, verdicts, strict=True) if int(v) == 2]
+        if deferred:
+            self._defer(deferred)
+        runnable = self._first_copies(ours)
+        position = {id(env): n for n, (env, _) in enumerate(runnable)}
+        if runnable:
+            self._set_current(runnable[0][0])
         results = []
         stopped = False
-        seen: set[tuple[str, str]] = set()
+        lost: set[int] = set()
         for job in jobs:
             counts: Counter[str] = Counter()
+            unresolved: list[Envelope] = []
             for env in job:
-                verdict = next(verdicts)
-                if verdict != 0 or (env.source, env.id) in seen:
-                    # Done, leased by another live worker, or a second copy in this batch
-                    # (whose first copy resolves it): not run here.
+                n = position.get(id(env))
+                if n is None:
                     counts["skipped"] += 1
-                elif stopped or should_stop():
+                    continue
+                if stopped or should_stop():
                     stopped = True
                     self._release_lease(env)
-                else:
-                    seen.add((env.source, env.id))
-                    counts[self.run_event(env)] += 1
-            results.append(JobResult.of(counts, interrupted=stopped))
+                    unresolved.append(env)
+                    continue
+                if time.monotonic() - leased_at > self._lease_ms / 2000:
+                    lost |= self._extend([e for e, _ in runnable[n:]])
+                    leased_at = time.monotonic()
+                if id(env) in lost:
+                    counts["skipped"] += 1  # the lease was taken over: its holder resolves it
+                    continue
+                following = runnable[n + 1][0] if n + 1 < len(runnable) else None
+                counts[self.run_event(env, crashed=runnable[n][1], following=following)] += 1
+            results.append(JobResult.of(counts, unresolved=unresolved))
+        if runnable and self._following is not None:
+            self._set_current(None)  # the event named last never ran: blame nothing
         return results
+
+    @staticmethod
+    def _first_copies(ours: list[tuple[Envelope, int]]) -> list[tuple[Envelope, int]]:
+        """Drop second copies of an event within one claim: the first copy resolves it."""
+        seen: set[tuple[str, str]] = set()
+        first = []
+        for env, crashed in ours:
+            if (env.source, env.id) not in seen:
+                seen.add((env.source, env.id))
+                first.append((env, crashed))
+        return first
+
+    def _extend(self, rest: Sequence[Envelope]) -> set[int]:
+        """Extend the leases of ``rest``; return the ``id()`` of those no longer ours.
+
+        A long claim can outlast its leases; half-way through their life they are renewed,
+        and an event whose lease was taken over (its heartbeat lapsed) is left to its holder.
+        """
+        lease_keys = [keys.lease(env.source, env.id) for env in rest]
+        held = _EXTEND(self.client, lease_keys, [self.worker, self._lease_ms])
+        return {id(env) for env, ok in zip(rest, held, strict=True) if not int(ok)}
+
+    def _defer(self, envelopes: Sequence[Envelope]) -> None:
+        """Look again later at events another live worker is running, unless a retry waits.
+
+        The holder resolves the event; if it dies instead, the deferred copy runs it. The
+        copy is never simply dropped: the holder's job may have been requeued elsewhere.
+        """
+        due = time.time() + DEFER_SECONDS
+
+        def build(pipe: Pipeline) -> None:
+            for env in envelopes:
+                member = keys.retry_member(env.source, env.id)
+                pipe.hsetnx(keys.retry_envelopes(), member, env.to_json())
+                pipe.zadd(keys.retries(), {member: due}, nx=True)
+
+        run_pipeline(self.client, build, _SCRIPTS, transaction=True)
+
+    def _set_current(self, env: Envelope | None) -> None:
+        current = keys.worker_current(self.worker)
+        if env is None:
+            self.client.delete(current)
+        else:
+            self.client.set(current, keys.crashes(env.source, env.id))
 
     def _release_lease(self, env: Envelope) -> None:
         _RELEASE(self.client, [keys.lease(env.source, env.id)], [self.worker])
 
-    def run_event(self, envelope: Envelope) -> str:
-        """Run one leased event's handler and resolve it; returns the outcome's name."""
+    def run_event(
+        self, envelope: Envelope, *, crashed: int = 0, following: Envelope | None = None
+    ) -> str:
+        """Run one leased event's handler and resolve it; returns the outcome's name.
+
+        Args:
+            envelope: the event, leased by this worker.
+            crashed: how many workers died running it; at :data:`CRASH_LIMIT` it is
+                dead-lettered without running again.
+            following: the event this worker runs next, recorded with this outcome as
+                the one to blame should the worker die (None: nothing).
+        """
+        self._following = following
         event = Event.from_envelope(envelope)
+        if crashed >= CRASH_LIMIT:
+            died = RuntimeError(f"a worker process died {crashed} times while running this event")
+            failed = self._record(envelope, died, "")
+            self._dead_letter(failed, "crashed")
+            self.observer.dead(event, "crashed")
+            log.error("event dead-lettered", reason="crashed", source=event.source,
+                      event_id=event.id, crashes=crashed)  # fmt: skip
+            return "dead"
         handler = self.router.find(event.source, event.type)
         if handler is None:
             bound = log.bind(
@@ -276,8 +393,18 @@ class Processor:
             if ignored:
                 pipe.hincrby(keys.ignored(), env.source, 1)
             _RELEASE.queue(pipe, [keys.lease(env.source, env.id)], [self.worker])
+            self._queue_current(pipe)
 
         self._execute(build, transaction=True)
+
+    def _queue_current(self, pipe: Pipeline) -> None:
+        """Record, with an outcome, which event this worker runs next."""
+        current = keys.worker_current(self.worker)
+        nxt = self._following
+        if nxt is None:
+            pipe.delete(current)
+        else:
+            pipe.set(current, keys.crashes(nxt.source, nxt.id))
 
     def _record(self, env: Envelope, exc: BaseException, tb: str, seconds: float = 0.0) -> Envelope:
         attempt = {
@@ -303,13 +430,18 @@ class Processor:
         def build(pipe: Pipeline) -> None:
             lease = self._lease_of(failed)
             self.dead_letters.add(failed, reason=reason, worker=self.worker, lease=lease, pipe=pipe)
+            pipe.delete(keys.crashes(failed.source, failed.id))  # a replay starts afresh
+            self._queue_current(pipe)
 
         self._persist(functools.partial(self._execute, build))
 
     def _write_retry(self, failed: Envelope, due: float) -> None:
         def build(pipe: Pipeline) -> None:
-            pipe.zadd(keys.retries(), {failed.to_json(): due})
+            member = keys.retry_member(failed.source, failed.id)
+            pipe.hset(keys.retry_envelopes(), member, failed.to_json())
+            pipe.zadd(keys.retries(), {member: due})
             _RELEASE.queue(pipe, [keys.lease(failed.source, failed.id)], [self.worker])
+            self._queue_current(pipe)
 
         self._execute(build, transaction=True)
 

@@ -23,7 +23,7 @@ import orjson
 import redis
 import structlog
 
-from config.settings import Settings
+from config.settings import DEFAULT_DEDUPE_WINDOW, Settings
 from hookline import keys
 from hookline.connection import as_str, sync_client
 from hookline.enqueue import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
@@ -87,12 +87,35 @@ end
 return #ARGV
 """
 
-# KEYS: workers set. ARGV: worker key prefix. Requeues the jobs of workers without heartbeat.
+# KEYS: worker jobs list, old job. ARGV: old id, new id, queue, rq time, func, timeout, envelopes...
+# Puts a job's unfinished envelopes back, as a new job at the front of the queue, in place of it.
+_REPLACE = (
+    WRITE_JOB
+    + """
+local owed = {}
+for i = 7, #ARGV do owed[#owed + 1] = ARGV[i] end
+write_job('rq:queue:' .. ARGV[3], 'rq:job:' .. ARGV[2], ARGV[3], ARGV[2], ARGV[4], ARGV[6],
+  'hookline: ' .. #owed .. ' event(s) given back', ARGV[5], owed, true)
+redis.call('LREM', KEYS[1], 0, ARGV[1])
+redis.call('DEL', KEYS[2])
+return #owed
+"""
+)
+
+# KEYS: workers set. ARGV: worker key prefix, crash count ttl seconds.
+# Requeues the jobs of workers without heartbeat, and counts a crash against the event
+# each was running.
 _REAP = """
 local requeued = 0
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local hb = ARGV[1] .. name
   if redis.call('EXISTS', hb) == 0 then
+    local current = redis.call('GET', hb .. ':current')
+    if current then
+      redis.call('INCR', current)
+      redis.call('EXPIRE', current, ARGV[2])
+      redis.call('DEL', hb .. ':current')
+    end
     local list = hb .. ':jobs'
     local ids = redis.call('LRANGE', list, 0, -1)
     for i = #ids, 1, -1 do
@@ -109,17 +132,21 @@ end
 return requeued
 """
 
-# KEYS: retry set. ARGV: now, rq time, func, timeout, limit, job id prefix.
+# KEYS: retry set, retry envelopes. ARGV: now, rq time, func, timeout, limit, job id prefix.
 _PROMOTE = (
     WRITE_JOB
     + """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[5])
 local byqueue, order = {}, {}
 for _, member in ipairs(due) do
-  local queue = cjson.decode(member)['queue']
-  if not byqueue[queue] then byqueue[queue] = {}; order[#order + 1] = queue end
-  table.insert(byqueue[queue], member)
+  local envelope = redis.call('HGET', KEYS[2], member)
   redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], member)
+  if envelope then
+    local queue = cjson.decode(envelope)['queue']
+    if not byqueue[queue] then byqueue[queue] = {}; order[#order + 1] = queue end
+    table.insert(byqueue[queue], envelope)
+  end
 end
 for i, queue in ipairs(order) do
   local jid = ARGV[6] .. i
@@ -164,6 +191,7 @@ class Worker:
         self._give_back = self.client.register_script(_GIVE_BACK)
         self._reap = self.client.register_script(_REAP)
         self._promote = self.client.register_script(_PROMOTE)
+        self._replace = self.client.register_script(_REPLACE)
         self._stopping = threading.Event()
         self._heartbeat_stop = threading.Event()
         self._jobs_key = keys.worker_jobs(self.name)
@@ -218,7 +246,7 @@ class Worker:
             if leftover:
                 self._give_back(keys=[self._jobs_key], args=leftover)
             with self.client.pipeline() as pipe:
-                pipe.delete(keys.worker(self.name), self._jobs_key)
+                pipe.delete(keys.worker(self.name), self._jobs_key, keys.worker_current(self.name))
                 pipe.srem(keys.workers(), self.name)
                 pipe.execute()
         except redis.RedisError as exc:
@@ -291,14 +319,22 @@ class Worker:
                     pipe.rpush(keys.broken_jobs(), job_id)
                     pipe.execute()
         results = self.processor.run_jobs([envs for _, envs in runnable], self._stopping.is_set)
-        finished = [
-            job_id for (job_id, _), r in zip(runnable, results, strict=True) if not r.interrupted
-        ]
-        unfinished = [
-            job_id for (job_id, _), r in zip(runnable, results, strict=True) if r.interrupted
-        ]
-        if unfinished:
-            self._give_back(keys=[self._jobs_key], args=unfinished)
+        finished = []
+        for (job_id, _), result in zip(runnable, results, strict=True):
+            if not result.unresolved:
+                finished.append(job_id)
+                continue
+            # Only what the job still owes goes back, as a new job at the front of its
+            # queue: events already resolved (retried, dead-lettered) must not run again,
+            # and the original job may be gone (requeued and run by another worker).
+            owed = result.unresolved
+            self._replace(
+                keys=[self._jobs_key, keys.rq_job(job_id)],
+                args=[
+                    job_id, f"owed-{uuid.uuid4().hex}", owed[0].queue, rq_timestamp(), JOB_FUNC,
+                    JOB_TIMEOUT, *(env.to_json() for env in owed),
+                ],
+            )  # fmt: skip
         if finished:
             with self.client.pipeline() as pipe:
                 for job_id in finished:
@@ -317,7 +353,9 @@ class Worker:
             self.log.warning("supervisor is gone; stopping")
             self.request_stop()
         try:
-            requeued = self._reap(keys=[keys.workers()], args=[keys.worker("")])
+            requeued = self._reap(
+                keys=[keys.workers()], args=[keys.worker(""), int(DEFAULT_DEDUPE_WINDOW)]
+            )
             if requeued:
                 self.log.warning("requeued jobs of dead workers", jobs=requeued)
             self.promote_retries(now)
@@ -333,7 +371,7 @@ class Worker:
         while True:
             moved = int(
                 self._promote(
-                    keys=[keys.retries()],
+                    keys=[keys.retries(), keys.retry_envelopes()],
                     args=[
                         now or time.time(),
                         rq_timestamp(),

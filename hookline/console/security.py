@@ -98,7 +98,7 @@ class Guard:
         return hmac.compare_digest(_bytes(given), self._token)
 
     def _mac(self, message: str) -> str:
-        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._key, _bytes(message), hashlib.sha256).hexdigest()
 
     def new_cookie(self, now: float | None = None) -> str:
         """A fresh session cookie value."""
@@ -114,9 +114,10 @@ class Guard:
         value = request.cookies.get(COOKIE, "")
         issued, _, rest = value.partition(".")
         nonce, _, mac = rest.partition(".")
-        if not (issued.isdigit() and nonce and mac):
+        # Whatever a client sent: never int() on "²", never compare_digest on non-ASCII text.
+        if not (issued.isascii() and issued.isdigit() and nonce and mac):
             return None
-        if not hmac.compare_digest(mac, self._mac(f"session.{issued}.{nonce}")):
+        if not hmac.compare_digest(_bytes(mac), _bytes(self._mac(f"session.{issued}.{nonce}"))):
             return None
         if time.time() - int(issued) > SESSION_SECONDS:
             return None
