@@ -42,15 +42,17 @@ class PreparedSource:
     keys: tuple[bytes, ...]
     id_from: tuple[str, ...]
     type_from: tuple[str, ...]
+    #: Header names kept besides the scheme's prefixes (computed once).
+    keep: frozenset[str] = frozenset()
 
     def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
         prefixes = self.scheme.header_prefixes
-        extra = (*self.settings.keep_headers, self.scheme.signature_header.lower())
+        extra = self.keep
         return {
             utf8_text(low): utf8_text(value)
             for name, value in headers.items()
-            if (low := name.lower()) in BASE_HEADERS or low in extra or low.startswith(prefixes)
+            if (low := name.lower()) in extra or low.startswith(prefixes)
         }
 
 
@@ -82,6 +84,7 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
         keys=tuple(keys),
         id_from=source.id_from or scheme.default_id,
         type_from=source.type_from or scheme.default_type,
+        keep=frozenset((*BASE_HEADERS, *source.keep_headers, scheme.signature_header.lower())),
     )
 
 

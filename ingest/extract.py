@@ -74,7 +74,7 @@ class RequestFields:
             if value is not None:
                 if len(value) > MAX_FIELD_LENGTH:
                     raise ExtractionError(f"event {what} longer than {MAX_FIELD_LENGTH} characters")
-                if _UNREADABLE.search(value):
+                if not (value.isascii() and value.isprintable()) and _UNREADABLE.search(value):
                     raise ExtractionError(
                         f"event {what} holds control characters or bytes that are not UTF-8"
                     )
