@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,6 +104,15 @@ def send(
         sys.exit(1)
 
 
+def _command_name() -> str:
+    """How to call this same ``hookline`` from a shell (a venv's script may not be on PATH)."""
+    script = Path(sys.executable).with_name("hookline")
+    found = shutil.which("hookline")
+    if found and Path(found).resolve() == script.resolve():
+        return "hookline"
+    return str(script) if script.exists() else "hookline"
+
+
 def _queues(value: tuple[str, ...]) -> list[str]:
     return [q.strip() for item in value for q in item.split(",") if q.strip()]
 
@@ -195,7 +205,7 @@ def dev(config_path: str | None, data_dir: str, port: int | None) -> None:
         f"hookline dev: Redis at {url}{' (embedded)' if embedded else ''}, "
         f"receiver on http://127.0.0.1:{bind_port}/hooks/{{source}}\n"
         f"Send a first event from another terminal:\n"
-        f"  hookline send {source}"
+        f"  {_command_name()} send {source}"
         + (f" --config {config_path}" if config_path else "")
         + (f" --url http://127.0.0.1:{bind_port}/hooks/{source}" if port else "")
         + "\nCtrl-C stops everything."
