@@ -126,11 +126,6 @@ class JobResult:
     #: Envelopes not started because the worker was stopping: the job still owes them.
     unresolved: tuple[Envelope, ...] = ()
 
-    @property
-    def interrupted(self) -> bool:
-        """Whether the job still owes events."""
-        return bool(self.unresolved)
-
     @classmethod
     def of(cls, counts: Counter[str], *, unresolved: Sequence[Envelope] = ()) -> JobResult:
         """Build from counts keyed by outcome name."""
@@ -291,12 +286,19 @@ class Processor:
 
         run_pipeline(self.client, build, _SCRIPTS, transaction=True)
 
-    def _set_current(self, env: Envelope | None) -> None:
+    def _set_current(
+        self, env: Envelope | None, target: redis.Redis | Pipeline | None = None
+    ) -> None:
+        """Record which event this worker runs (None: none), now or in ``target``'s pipeline.
+
+        The reaper counts a crash against it should the worker die.
+        """
+        client = self.client if target is None else target
         current = keys.worker_current(self.worker)
         if env is None:
-            self.client.delete(current)
+            client.delete(current)
         else:
-            self.client.set(current, keys.crashes(env.source, env.id))
+            client.set(current, keys.crashes(env.source, env.id))
 
     def _release_lease(self, env: Envelope) -> None:
         _RELEASE(self.client, [keys.lease(env.source, env.id)], [self.worker])
@@ -399,12 +401,7 @@ class Processor:
 
     def _queue_current(self, pipe: Pipeline) -> None:
         """Record, with an outcome, which event this worker runs next."""
-        current = keys.worker_current(self.worker)
-        nxt = self._following
-        if nxt is None:
-            pipe.delete(current)
-        else:
-            pipe.set(current, keys.crashes(nxt.source, nxt.id))
+        self._set_current(self._following, pipe)
 
     def _record(self, env: Envelope, exc: BaseException, tb: str, seconds: float = 0.0) -> Envelope:
         attempt = {
