@@ -14,8 +14,10 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import MasterNotFoundError, Sentinel
 
@@ -86,6 +88,30 @@ def mask_url(url: str) -> str:
 _COMMON: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 30}
 
 
+def _hiredis_packing(base: type[AsyncConnection]) -> type[AsyncConnection]:
+    """``base`` packing commands with hiredis, as redis-py's blocking client already does.
+
+    redis-py's asyncio connections pack in Python, one join per argument; the receiver
+    commits batches of ~100 arguments, where hiredis's C packer costs a fifth as much
+    and writes the same bytes (floats included). Multi-word command names and the
+    types hiredis refuses (None, bool: errors in redis-py too) go to redis-py's packer.
+    """
+
+    class HiredisPacking(base):  # type: ignore[valid-type,misc]
+        def pack_command(self, *args: Any) -> list[bytes]:
+            name = args[0]
+            if isinstance(name, str) and " " not in name:
+                try:
+                    return [hiredis.pack_command(args)]
+                except TypeError:
+                    pass
+            packed: list[bytes] = super().pack_command(*args)
+            return packed
+
+    HiredisPacking.__name__ = HiredisPacking.__qualname__ = f"HiredisPacking{base.__name__}"
+    return HiredisPacking
+
+
 def async_client(url: str, *, max_connections: int = 64) -> aioredis.Redis:
     """An asyncio client for ``url``; a Sentinel URL follows the primary across failovers."""
     options = {**_COMMON, "socket_timeout": 5.0, "max_connections": max_connections}
@@ -95,13 +121,17 @@ def async_client(url: str, *, max_connections: int = 64) -> aioredis.Redis:
         client: aioredis.Redis = sentinel.master_for(
             target.service, db=target.db, password=target.password, **options
         )
-        return client
-    # A caller finding every connection busy waits for one (up to the socket timeout)
-    # instead of failing at once, as redis-py's default asyncio pool does.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, timeout=options["socket_timeout"], **options
-    )
-    return aioredis.Redis.from_pool(pool)
+    else:
+        # A caller finding every connection busy waits for one (up to the socket timeout)
+        # instead of failing at once, as redis-py's default asyncio pool does.
+        client = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                url, timeout=options["socket_timeout"], **options
+            )
+        )
+    pool = client.connection_pool
+    pool.connection_class = _hiredis_packing(pool.connection_class)
+    return client
 
 
 def sync_client(url: str) -> redis.Redis:

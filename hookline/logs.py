@@ -7,8 +7,8 @@ import atexit
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import orjson
@@ -87,7 +87,7 @@ def dumps(value: Any, **options: Any) -> bytes:
     try:
         return orjson.dumps(value, **options)
     except TypeError:  # orjson.JSONEncodeError
-        return orjson.dumps(_loggable(value))
+        return orjson.dumps(_loggable(value), **options)
 
 
 #: What a log method of :data:`AccessLog` takes: a level name and the line's fields.
@@ -114,15 +114,31 @@ class JsonLines:
     def __init__(self, stream: LoopBatchedStream, level: str = "info") -> None:
         self._stream = stream
         self._lowest = logging.getLevelName(level.upper())
+        self._passes: dict[str, bool] = {}
+        #: The UTC second last written, and its ISO 8601 text (formatted once a second).
+        self._second = -1
+        self._second_text = ""
 
     def __call__(self, level: str, fields: dict[str, object]) -> None:
         """Write one line with ``fields`` plus level and UTC timestamp, if the level passes."""
-        if logging.getLevelName(level.upper()) < self._lowest:
+        passes = self._passes.get(level)
+        if passes is None:
+            passes = self._passes[level] = logging.getLevelName(level.upper()) >= self._lowest
+        if not passes:
             return
         fields["level"] = level
-        fields["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        self._stream.write(dumps(fields) + b"\n")
+        fields["timestamp"] = self._timestamp()
+        self._stream.write(dumps(fields, option=orjson.OPT_APPEND_NEWLINE))
         self._stream.flush()
+
+    def _timestamp(self) -> str:
+        """Now in UTC as ``2026-11-27T09:30:00.123456Z``, structlog's ISO format."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1e6):06d}Z"
 
 
 def configure_logging(level: str = "info", *, json: bool = True) -> LoopBatchedStream | None:

@@ -14,6 +14,7 @@ from multidict import CIMultiDict
 from config.settings import Settings
 from hookline.errors import ConfigError
 from ingest.app import prepare_source
+from ingest.extract import Locator
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +27,12 @@ class SignedRequest:
     event_id: str
 
 
-def _set_path(target: dict[str, Any], path: str, value: str, *, replace: bool) -> None:
-    *parents, last = path.split(".")
+def _set_path(target: dict[str, Any], locator: Locator, value: str, *, replace: bool) -> None:
+    *parents, last = locator.path
     for part in parents:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise ValueError(f"--data: {part!r} must be a JSON object to hold {path!r}")
+            raise ValueError(f"--data: {part!r} must be a JSON object to hold {locator.text!r}")
     if replace:
         target[last] = value
     else:
@@ -70,9 +71,8 @@ def build_request(
     headers: CIMultiDict[str] = CIMultiDict(
         {"Content-Type": "application/json", "User-Agent": "hookline-send"}
     )
-    body_fields = [
-        loc for loc in (prepared.id_from[0], prepared.type_from[0]) if loc.startswith("body:")
-    ]
+    id_at, type_at = prepared.id_from[0], prepared.type_from[0]
+    body_fields = [loc for loc in (id_at, type_at) if loc.header is None]
     if data is None or body_fields:
         try:
             payload = orjson.loads(data) if data is not None else {"data": {"object": {}}}
@@ -84,18 +84,20 @@ def build_request(
         if not isinstance(payload, dict):
             raise ValueError("--data must be a JSON object for this source")
         for locator, value, replace in (
-            (prepared.id_from[0], event_id, False),
-            (prepared.type_from[0], event_type, explicit_type),  # --type wins over --data
+            (id_at, event_id, False),
+            (type_at, event_type, explicit_type),  # --type wins over --data
         ):
-            if locator.startswith("body:"):
-                _set_path(payload, locator[5:], value, replace=replace)
-        event_id = _lookup(payload, prepared.id_from[0], event_id)
+            if locator.header is None:
+                _set_path(payload, locator, value, replace=replace)
+        found = id_at.find(payload) if id_at.header is None else None
+        if found is not None:  # --data brought its own id
+            event_id = str(found)
         body = orjson.dumps(payload)
     else:
         body = data
-    for locator, value in ((prepared.id_from[0], event_id), (prepared.type_from[0], event_type)):
-        if locator.startswith("header:"):
-            headers[locator[7:]] = value
+    for locator, value in ((id_at, event_id), (type_at, event_type)):
+        if locator.header is not None:
+            headers[locator.header] = value
     headers.update(
         prepared.scheme.sign(
             body, prepared.keys[0], timestamp=timestamp or int(time.time()), msg_id=event_id
@@ -109,15 +111,6 @@ def build_request(
         body,
         event_id,
     )
-
-
-def _lookup(payload: dict[str, Any], locator: str, default: str) -> str:
-    if not locator.startswith("body:"):
-        return default
-    value: Any = payload
-    for part in locator[5:].split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return str(value) if value is not None else default
 
 
 async def post(request: SignedRequest, time_limit: float = 10.0) -> tuple[int, bytes]:

@@ -25,7 +25,7 @@ from hookline.logs import LogLine, structlog_lines
 from hookline.metrics import UNKNOWN_SOURCE, ReceiverMetrics
 from ingest.budget import BodyBudget, BodyReservation
 from ingest.commit import GroupCommitter
-from ingest.extract import RequestFields
+from ingest.extract import Locator, RequestFields, locators
 from ingest.readiness import RedisProbe
 from ingest.schemes import Scheme, get_scheme
 
@@ -40,8 +40,8 @@ class PreparedSource:
     settings: SourceSettings
     scheme: Scheme
     keys: tuple[bytes, ...]
-    id_from: tuple[str, ...]
-    type_from: tuple[str, ...]
+    id_from: tuple[Locator, ...]
+    type_from: tuple[Locator, ...]
     #: Header names kept besides the scheme's prefixes (computed once).
     keep: frozenset[str] = frozenset()
 
@@ -82,8 +82,8 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
         settings=source,
         scheme=scheme,
         keys=tuple(keys),
-        id_from=source.id_from or scheme.default_id,
-        type_from=source.type_from or scheme.default_type,
+        id_from=locators(source.id_from or scheme.default_id),
+        type_from=locators(source.type_from or scheme.default_type),
         keep=frozenset((*BASE_HEADERS, *source.keep_headers, scheme.signature_header.lower())),
     )
 
@@ -263,8 +263,7 @@ async def _accept(
         fields["outcome"] = "redis-unavailable"
         fields["error"] = type(exc).__name__
         return _error(503, "unavailable", "event store unavailable; retry later", retry_after)
-    if not app[PROBE].up:  # Redis answered: /readyz must not keep saying it does not
-        app[PROBE].forget()
+    app[PROBE].answered()
     fields["outcome"] = outcome.name.lower()
     if outcome is Outcome.ENQUEUED:
         return _json(202, {"id": event_id})

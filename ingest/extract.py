@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,6 +21,46 @@ MAX_FIELD_LENGTH = 256
 #: Control characters, and the lone surrogates that stand for bytes that were not UTF-8
 #: (headers are decoded with ``surrogateescape``): nothing a provider means as an id.
 _UNREADABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Locator:
+    """Where a value is found: a header, or a path of keys into the body's JSON object.
+
+    Parsed once at start-up, so a request only walks it.
+    """
+
+    #: As configured: ``header:<name>`` or ``body:<dotted.path>``.
+    text: str
+    #: The header's name, or ``None`` for a body locator.
+    header: str | None
+    #: The keys from the body's top-level object down to the value (body locators).
+    path: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Locator:
+        """Parse ``header:<name>`` or ``body:<dotted.path>`` (checked by the settings)."""
+        kind, _, where = text.partition(":")
+        if kind == "header":
+            return cls(text, where, ())
+        return cls(text, None, tuple(where.split(".")))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def find(self, body: Any) -> Any:
+        """The value at this locator's path in a parsed ``body``, or ``None``."""
+        value = body
+        for key in self.path:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(key)
+        return value
+
+
+def locators(texts: Sequence[str]) -> tuple[Locator, ...]:
+    """Parse each of ``texts``, in order."""
+    return tuple(Locator.parse(text) for text in texts)
 
 
 class RequestFields:
@@ -46,30 +87,25 @@ class RequestFields:
                     self._parsed = {}
         return self._parsed
 
-    def locate(self, locator: str) -> str | None:
+    def locate(self, locator: Locator) -> str | None:
         """The value ``locator`` points at, as a non-empty string, or ``None``."""
-        kind, _, where = locator.partition(":")
-        value: Any
-        if kind == "header":
-            value = self._headers.get(where)
+        if locator.header is not None:
+            value: Any = self._headers.get(locator.header)
         else:
-            value = self.body()
-            for part in where.split("."):
-                if not isinstance(value, dict):
-                    return None
-                value = value.get(part)
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            return None
-        text = str(value).strip()
-        return text or None
+            value = locator.find(self.body())
+        if isinstance(value, str):
+            return value.strip() or None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return None
 
-    def first(self, locators: Sequence[str], what: str) -> str:
+    def first(self, where: Sequence[Locator], what: str) -> str:
         """The first locator that yields a value.
 
         Raises:
             ExtractionError: when none does, or the value is too long or not UTF-8 text.
         """
-        for locator in locators:
+        for locator in where:
             value = self.locate(locator)
             if value is not None:
                 if len(value) > MAX_FIELD_LENGTH:
@@ -79,4 +115,5 @@ class RequestFields:
                         f"event {what} holds control characters or bytes that are not UTF-8"
                     )
                 return value
-        raise ExtractionError(f"event {what} not found (looked at {', '.join(locators)})")
+        looked = ", ".join(map(str, where))
+        raise ExtractionError(f"event {what} not found (looked at {looked})")

@@ -38,6 +38,12 @@ class RedisProbe:
         # Shielded: a probe that gives up must not cancel the ping others wait for.
         return await asyncio.shield(self._ping)
 
+    def answered(self) -> None:
+        """Redis just answered a commit: a cached "down" must not outlive that."""
+        if not self.up:
+            self.up = True
+            self.forget()  # /readyz still confirms with a ping of its own
+
     def forget(self) -> None:
         """Drop the cached answer: the next check pings (a commit just said otherwise)."""
         self._checked_at = float("-inf")

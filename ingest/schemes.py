@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import functools
 import hmac
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,6 +25,16 @@ ENCODINGS = ("hex", "base64")
 
 #: What a scheme reads from headers: the bytes signed ahead of the body, candidate signatures.
 _Read: TypeAlias = tuple[bytes, list[bytes]]
+
+
+@functools.lru_cache(maxsize=64)
+def _keyed(key: bytes, algorithm: str) -> hmac.HMAC:
+    """An HMAC that has taken ``key`` and nothing else: a copy of it starts each digest.
+
+    Keying hashes two padded blocks; copying a keyed state skips that on every request.
+    The few configured secrets stay cached; ``maxsize`` bounds keys seen only in signing.
+    """
+    return hmac.new(key, digestmod=algorithm)
 
 
 def _encode(digest: bytes, encoding: str) -> str:
@@ -147,7 +158,8 @@ class Scheme(abc.ABC):
 
     def _digest(self, key: bytes, signed: bytes, body: bytes) -> bytes:
         """The one digest sign and verify share: HMAC over ``signed`` then the raw body."""
-        mac = hmac.new(key, signed, self.algorithm)
+        mac = _keyed(key, self.algorithm).copy()
+        mac.update(signed)
         mac.update(body)  # not concatenated: bodies can be large
         return mac.digest()
 
