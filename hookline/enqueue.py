@@ -20,7 +20,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.asyncio.connection import AbstractConnection as AsyncConnection
+from redis.exceptions import ResponseError
 
 from hookline import keys
 from hookline.envelope import Envelope
@@ -192,39 +193,70 @@ class AsyncEnqueuer:
     With ``wait_replicas`` set, the commit and a ``WAIT`` for that many replicas go
     in the same round trip; too few confirmations raise :class:`ReplicationError`, so
     the caller does not acknowledge (the event is kept, and a redelivery is a duplicate).
+
+    The batch is written to a pooled connection directly, under the connection's own
+    retry policy, rather than through ``Redis.execute_command``: redis-py 8's
+    per-command layer (observability hooks, nested retry wrappers) cost about as much
+    CPU as the rest of a 32-event commit. The script goes as ``EVAL``: Redis finds it
+    compiled by its digest, and a restarted server never answers ``NOSCRIPT``.
     """
 
     def __init__(
         self, client: aioredis.Redis, *, wait_replicas: int = 0, wait_timeout: float = 0.5
     ) -> None:
         self._client = client
-        self._script = client.register_script(_SCRIPT)
         self._wait_replicas = wait_replicas
         self._wait_ms = max(1, int(wait_timeout * 1000))
 
     async def commit(self, batch: Sequence[Pending]) -> list[Outcome]:
-        """Commit ``batch`` atomically and return each event's outcome, in order."""
-        script_keys, args, order = _arguments(batch)
-        if not self._wait_replicas:
-            raw = await self._script(keys=script_keys, args=args)
-            return _outcomes(order, raw)
-        try:
-            raw, acked = await self._commit_and_wait(script_keys, args)
-        except NoScriptError:  # the server restarted and lost its script cache
-            await self._client.script_load(_SCRIPT)
-            raw, acked = await self._commit_and_wait(script_keys, args)
-        if int(acked) < self._wait_replicas:
-            raise ReplicationError(
-                f"{acked} of {self._wait_replicas} replica(s) confirmed within {self._wait_ms} ms"
-            )
-        return _outcomes(order, raw)
+        """Commit ``batch`` atomically and return each event's outcome, in order.
 
-    async def _commit_and_wait(self, script_keys: list[str], args: list[Any]) -> tuple[Any, Any]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(self._script.sha, len(script_keys), *script_keys, *args)
-            pipe.execute_command("WAIT", self._wait_replicas, self._wait_ms)
-            raw, acked = await pipe.execute()
-        return raw, acked
+        Raises:
+            redis.RedisError: what Redis or the connection raised (after its retries).
+            ReplicationError: when fewer replicas than required confirmed in time.
+        """
+        script_keys, args, order = _arguments(batch)
+        commands: list[tuple[Any, ...]] = [("EVAL", _SCRIPT, len(script_keys), *script_keys, *args)]
+        if self._wait_replicas:
+            commands.append(("WAIT", self._wait_replicas, self._wait_ms))
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py 8
+        try:
+            replies = await conn.retry.call_with_retry(
+                lambda: _exchange(conn, commands), lambda _error: conn.disconnect()
+            )
+        finally:
+            await pool.release(conn)
+        if self._wait_replicas and int(replies[1]) < self._wait_replicas:
+            raise ReplicationError(
+                f"{replies[1]} of {self._wait_replicas} replica(s) confirmed "
+                f"within {self._wait_ms} ms"
+            )
+        return _outcomes(order, replies[0])
+
+
+async def _exchange(conn: AsyncConnection, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Write ``commands`` at once and read every reply, in order.
+
+    An error reply is raised once all replies are read, so the connection stays in
+    step; any other failure (lost connection, cancellation) leaves it disconnected.
+    """
+    replies: list[Any] = []
+    failed: ResponseError | None = None
+    try:
+        await conn.send_packed_command(conn.pack_commands(commands))
+        for _ in commands:
+            try:
+                replies.append(await conn.read_response())
+            except ResponseError as exc:
+                failed = failed or exc
+                replies.append(None)
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    if failed is not None:
+        raise failed
+    return replies
 
 
 class Enqueuer:

@@ -12,6 +12,7 @@ writes its own file, and the supervisor serves their sum.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +31,7 @@ from prometheus_client import (
     make_wsgi_app,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from hookline import keys
@@ -70,31 +71,22 @@ class TypeLabels:
 
 
 class ReceiverMetrics:
-    """What the receiver counts."""
+    """What the receiver counts.
+
+    Answers are counted in a plain dictionary on the request path and turned into
+    counters when scraped (:class:`_AnswerCollector`): a prometheus-client counter takes
+    a lock per increment, and the receiver answers thousands of requests a second on
+    one thread. Only the event loop writes the counts; a scrape copies them first.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.requests = Counter(
-            "hookline_http_requests",
-            "Webhook requests answered, by source and status.",
-            ["source", "status"],
-            registry=registry,
-        )
-        self.signature_failures = Counter(
-            "hookline_signature_failures",
-            "Requests refused for a bad signature or a timestamp outside tolerance.",
-            ["source", "reason"],
-            registry=registry,
-        )
-        self.duplicates = Counter(
-            "hookline_duplicates",
-            "Deliveries of an event already accepted, by source.",
-            ["source"],
-            registry=registry,
-        )
+        #: Requests answered, by (source label, status, outcome).
+        self.answers: dict[tuple[str, int, object], int] = {}
+        registry.register(_AnswerCollector(self.answers))
         self.enqueue_seconds = Histogram(
             "hookline_enqueue_duration_seconds",
-            "Time from handing an event to the group commit to Redis's answer.",
+            "Round trip of each group commit to Redis: one observation per batch of events.",
             buckets=FAST_BUCKETS,
             registry=registry,
         )
@@ -112,26 +104,56 @@ class ReceiverMetrics:
             "Request body bytes the receiver holds, bounded by server.max_buffered.",
             registry=registry,
         )
-        self._answers: dict[tuple[str, int, object], Callable[[], None]] = {}
 
     def answered(self, source: str, status: int, outcome: object) -> None:
-        """Count one answered request (its labelled children are looked up once)."""
+        """Count one answered request."""
         key = (source, status, outcome)
-        count = self._answers.get(key)
-        if count is None:
-            children = [self.requests.labels(source, str(status))]
-            if outcome in ("stale", "bad-signature"):
-                reason = "timestamp" if outcome == "stale" else "signature"
-                children.append(self.signature_failures.labels(source, reason))
+        answers = self.answers
+        answers[key] = answers.get(key, 0) + 1
+
+
+#: Outcomes counted as signature failures, by the reason label they get.
+_SIGNATURE_FAILURES = {"stale": "timestamp", "bad-signature": "signature"}
+
+
+class _AnswerCollector(Collector):
+    """Request, signature-failure and duplicate counters, from the receiver's counts."""
+
+    def __init__(self, answers: dict[tuple[str, int, object], int]) -> None:
+        self._answers = answers
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        requests = CounterMetricFamily(
+            "hookline_http_requests",
+            "Webhook requests answered, by source and status.",
+            labels=["source", "status"],
+        )
+        failures = CounterMetricFamily(
+            "hookline_signature_failures",
+            "Requests refused for a bad signature or a timestamp outside tolerance.",
+            labels=["source", "reason"],
+        )
+        duplicates = CounterMetricFamily(
+            "hookline_duplicates",
+            "Deliveries of an event already accepted, by source.",
+            labels=["source"],
+        )
+        by_status: collections.Counter[tuple[str, str]] = collections.Counter()
+        by_reason: collections.Counter[tuple[str, str]] = collections.Counter()
+        by_source: collections.Counter[str] = collections.Counter()
+        for (source, status, outcome), count in dict(self._answers).items():  # a copy: atomic
+            by_status[source, str(status)] += count
+            if isinstance(outcome, str) and outcome in _SIGNATURE_FAILURES:
+                by_reason[source, _SIGNATURE_FAILURES[outcome]] += count
             elif outcome == "duplicate":
-                children.append(self.duplicates.labels(source))
-
-            def count() -> None:
-                for child in children:
-                    child.inc()
-
-            self._answers[key] = count
-        count()
+                by_source[source] += count
+        for labels, count in sorted(by_status.items()):
+            requests.add_metric(labels, count)
+        for labels, count in sorted(by_reason.items()):
+            failures.add_metric(labels, count)
+        for source, count in sorted(by_source.items()):
+            duplicates.add_metric([source], count)
+        return [requests, failures, duplicates]
 
 
 class WorkerMetrics:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -88,18 +87,6 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
     )
 
 
-SETTINGS = web.AppKey("settings", Settings)
-SOURCES = web.AppKey("sources", dict[str, PreparedSource])
-REDIS = web.AppKey("redis", aioredis.Redis)
-COMMITTER = web.AppKey("committer", GroupCommitter)
-READY = web.AppKey("ready", list[bool])
-PROBE = web.AppKey("probe", RedisProbe)
-BUDGET = web.AppKey("budget", BodyBudget)
-METRICS = web.AppKey("metrics", ReceiverMetrics)
-RETRY_AFTER = web.AppKey("retry_after", dict[str, str])
-ACCESS_LOG: web.AppKey[LogLine] = web.AppKey("access_log")
-
-
 def _json(status: int, payload: object, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         body=orjson.dumps(payload),
@@ -153,66 +140,110 @@ async def _read_body(
     return b"".join(chunks)
 
 
-async def receive(request: web.Request) -> web.Response:
-    """``POST /hooks/{source}``: verify, extract, commit, acknowledge."""
-    started = time.perf_counter()
-    name = request.match_info["source"]
-    source = request.app[SOURCES].get(name)
-    fields: dict[str, object] = {"source": name}
-    metrics = request.app[METRICS]
-    metrics.in_flight += 1
-    try:
-        response = await _receive(request, source, fields)
-    finally:
-        metrics.in_flight -= 1
-    label = name if source is not None else UNKNOWN_SOURCE
-    metrics.answered(label, response.status, fields.get("outcome"))
-    fields["status"] = response.status
-    fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    fields["event"] = "webhook"
-    request.app[ACCESS_LOG]("warning" if response.status >= 500 else "info", fields)
-    return response
+class Receiver:
+    """The webhook endpoint, with everything a request needs at hand (one ``AppKey``).
 
+    ``committer`` and ``probe`` exist while the application's Redis context is up,
+    which is before the first request is served.
+    """
 
-async def _receive(
-    request: web.Request, source: PreparedSource | None, fields: dict[str, object]
-) -> web.Response:
-    app = request.app
-    if source is None:
-        fields["outcome"] = "unknown-source"
-        return _error(404, "unknown-source", "no source of that name is configured")
-    # The body counts against the budget until the request is answered.
-    with app[BUDGET].hold() as held:
+    committer: GroupCommitter
+    probe: RedisProbe
+
+    def __init__(self, settings: Settings, metrics: ReceiverMetrics, access_log: LogLine) -> None:
+        self.sources = {name: prepare_source(src) for name, src in settings.sources.items()}
+        self.metrics = metrics
+        self.budget = BodyBudget(settings.server.max_buffered)
+        self.log = access_log
+        self.body_timeout = settings.server.body_timeout
+        self.retry_after = {"Retry-After": str(settings.server.retry_after)}
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """``POST /hooks/{source}``: verify, extract, commit, acknowledge."""
+        started = time.perf_counter()
+        name = request.match_info["source"]
+        source = self.sources.get(name)
+        fields: dict[str, object] = {"source": name}
+        metrics = self.metrics
+        metrics.in_flight += 1
         try:
-            body = await _read_body(
-                request, source.settings.max_body, held, app[SETTINGS].server.body_timeout
-            )
-        except TimeoutError:  # a client trickling its body must not hold the request forever
-            fields["outcome"] = "body-timeout"
-            return _error(408, "body-timeout", "the request body did not arrive in time")
-        except _TooLarge:
-            fields["outcome"] = "too-large"
-            return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
-        except _OverBudget:
-            fields["outcome"] = "over-budget"
-            return _error(
-                503, "busy", "too many request bodies in progress; retry later", app[RETRY_AFTER]
-            )
-        except web.RequestPayloadError:  # e.g. a body that is not valid for its Content-Encoding
-            fields["outcome"] = "unreadable-body"
-            return _error(400, "unreadable-body", "the request body could not be decoded")
-        return await _accept(request, source, fields, body)
+            if source is None:
+                fields["outcome"] = "unknown-source"
+                response = _error(404, "unknown-source", "no source of that name is configured")
+            else:
+                response = await self._receive(request, source, fields)
+        finally:
+            metrics.in_flight -= 1
+        status = response.status
+        metrics.answered(
+            name if source is not None else UNKNOWN_SOURCE, status, fields.get("outcome")
+        )
+        fields["status"] = status
+        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        fields["event"] = "webhook"
+        self.log("warning" if status >= 500 else "info", fields)
+        return response
+
+    async def _receive(
+        self, request: web.Request, source: PreparedSource, fields: dict[str, object]
+    ) -> web.Response:
+        # The body counts against the budget until the request is answered.
+        with self.budget.hold() as held:
+            try:
+                body = await _read_body(request, source.settings.max_body, held, self.body_timeout)
+            except TimeoutError:  # a client trickling its body must not hold the request forever
+                fields["outcome"] = "body-timeout"
+                return _error(408, "body-timeout", "the request body did not arrive in time")
+            except _TooLarge:
+                fields["outcome"] = "too-large"
+                return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
+            except _OverBudget:
+                fields["outcome"] = "over-budget"
+                return _error(
+                    503,
+                    "busy",
+                    "too many request bodies in progress; retry later",
+                    self.retry_after,
+                )
+            except web.RequestPayloadError:  # e.g. a body not valid for its Content-Encoding
+                fields["outcome"] = "unreadable-body"
+                return _error(400, "unreadable-body", "the request body could not be decoded")
+            pending = _event(request.headers, source, body, fields)
+            if isinstance(pending, web.Response):
+                return pending
+            try:
+                outcome = await self.committer.submit(pending)
+            except Exception as exc:  # Redis down, timed out, or shutting down: provider retries
+                self.probe.forget()
+                fields["outcome"] = "redis-unavailable"
+                fields["error"] = type(exc).__name__
+                return _error(
+                    503, "unavailable", "event store unavailable; retry later", self.retry_after
+                )
+        self.probe.answered()
+        fields["outcome"] = _OUTCOME_NAMES[outcome]
+        if outcome is Outcome.ENQUEUED:
+            return _json(202, {"id": pending.envelope.id})
+        if outcome is Outcome.DUPLICATE:
+            return _json(200, {"id": pending.envelope.id, "duplicate": True})
+        if outcome is Outcome.QUEUE_FULL:
+            return _error(503, "backpressure", "queue is full; retry later", self.retry_after)
+        return _error(503, "unavailable", "queue key is not a list; see logs", self.retry_after)
 
 
-async def _accept(
-    request: web.Request, source: PreparedSource, fields: dict[str, object], body: bytes
-) -> web.Response:
-    """Verify, extract and commit a body that has been read whole."""
-    app = request.app
+#: How each commit outcome is logged.
+_OUTCOME_NAMES = {outcome: outcome.name.lower() for outcome in Outcome}
+
+
+def _event(
+    headers: Mapping[str, str], source: PreparedSource, body: bytes, fields: dict[str, object]
+) -> Pending | web.Response:
+    """Verify a request read whole and make its event ready to commit, or the answer
+    that refuses it."""
     now = time.time()
     try:
         source.scheme.verify(
-            body, request.headers, source.keys, tolerance=source.settings.tolerance, now=now
+            body, headers, source.keys, tolerance=source.settings.tolerance, now=now
         )
     except TimestampError as exc:
         fields["outcome"] = "stale"
@@ -221,7 +252,7 @@ async def _accept(
         fields["outcome"] = "bad-signature"
         return _error(401, "signature", str(exc))
 
-    parsed = RequestFields(request.headers, body)
+    parsed = RequestFields(headers, body)
     if source.settings.scheme == "slack":
         payload = parsed.body()
         if isinstance(payload, dict) and payload.get("type") == "url_verification":
@@ -235,43 +266,29 @@ async def _accept(
         return _error(400, "unreadable-event", str(exc))
     fields["event_id"] = event_id
     fields["event_type"] = event_type
-
     envelope = Envelope(
         source=source.settings.name,
         id=event_id,
         type=event_type,
         received_at=now,
-        headers=source.kept_headers(request.headers),
+        headers=source.kept_headers(headers),
         body=body,
         queue=source.settings.queue,
     )
     try:
         # Serialised here, so that an envelope that cannot be stored fails this request
         # alone, not every event committed in the same batch.
-        pending = Pending(envelope, source.settings.dedupe_window, source.settings.max_queue_depth)
+        return Pending(envelope, source.settings.dedupe_window, source.settings.max_queue_depth)
     except TypeError as exc:  # orjson.JSONEncodeError
         fields["outcome"] = "unstorable"
         fields["error"] = type(exc).__name__
         return _error(400, "unreadable-event", "the event cannot be stored as JSON")
-    retry_after = app[RETRY_AFTER]
-    committing = time.perf_counter()
-    try:
-        outcome = await app[COMMITTER].submit(pending)
-        app[METRICS].enqueue_seconds.observe(time.perf_counter() - committing)
-    except Exception as exc:  # Redis down, timed out, or shutting down: the provider retries
-        app[PROBE].forget()
-        fields["outcome"] = "redis-unavailable"
-        fields["error"] = type(exc).__name__
-        return _error(503, "unavailable", "event store unavailable; retry later", retry_after)
-    app[PROBE].answered()
-    fields["outcome"] = outcome.name.lower()
-    if outcome is Outcome.ENQUEUED:
-        return _json(202, {"id": event_id})
-    if outcome is Outcome.DUPLICATE:
-        return _json(200, {"id": event_id, "duplicate": True})
-    if outcome is Outcome.QUEUE_FULL:
-        return _error(503, "backpressure", "queue is full; retry later", retry_after)
-    return _error(503, "unavailable", "queue key is not a list; see logs", retry_after)
+
+
+SETTINGS = web.AppKey("settings", Settings)
+RECEIVER = web.AppKey("receiver", Receiver)
+METRICS = web.AppKey("metrics", ReceiverMetrics)
+READY = web.AppKey("ready", list[bool])
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -283,7 +300,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: Redis answers and the receiver is not shutting down."""
     if not request.app[READY][0]:
         return _json(503, {"status": "stopping"})
-    if not await request.app[PROBE].check():
+    if not await request.app[RECEIVER].probe.check():
         return _json(503, {"status": "redis-unreachable"})
     return _json(200, {"status": "ready"})
 
@@ -304,18 +321,17 @@ def create_app(
     url = redis_url or settings.redis_url
     if not url:
         raise ConfigError("redis.url: not set; set it in the file or HOOKLINE_REDIS_URL")
-    sources = {name: prepare_source(src) for name, src in settings.sources.items()}
     largest = max((s.max_body for s in settings.sources.values()), default=1024**2)
     # Bodies are verified and stored as the bytes on the wire: no transparent decompression.
     app = web.Application(client_max_size=largest, handler_args={"auto_decompress": False})
+    metrics = app[METRICS] = ReceiverMetrics(CollectorRegistry())
+    receiver = app[RECEIVER] = Receiver(
+        settings, metrics, access_log or structlog_lines("hookline.ingest")
+    )
     app[SETTINGS] = settings
-    app[SOURCES] = sources
     app[READY] = [False]
-    app[METRICS] = ReceiverMetrics(CollectorRegistry())
-    app[RETRY_AFTER] = {"Retry-After": str(settings.server.retry_after)}
-    app[ACCESS_LOG] = access_log or structlog_lines("hookline.ingest")
-    budget = app[BUDGET] = BodyBudget(settings.server.max_buffered)
-    app[METRICS].buffered_bytes.set_function(lambda: budget.used)
+    budget = receiver.budget
+    metrics.buffered_bytes.set_function(lambda: budget.used)
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         client = async_client(url)
@@ -326,11 +342,11 @@ def create_app(
             delay=server.commit_delay,
             wait_replicas=server.wait_replicas,
             wait_timeout=server.wait_timeout,
+            observe=metrics.enqueue_seconds.observe,
         )
         committer.start()
-        app[REDIS] = client
-        app[COMMITTER] = committer
-        app[PROBE] = RedisProbe(client)
+        receiver.committer = committer
+        receiver.probe = RedisProbe(client)
         app[READY][0] = True
         yield
         app[READY][0] = False
@@ -342,7 +358,7 @@ def create_app(
 
     app.cleanup_ctx.append(redis_ctx)
     app.on_shutdown.append(not_ready)
-    app.router.add_post("/hooks/{source}", receive)
+    app.router.add_post("/hooks/{source}", receiver.receive)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 import structlog
@@ -30,6 +32,7 @@ class GroupCommitter:
         delay: float = 0.0,
         wait_replicas: int = 0,
         wait_timeout: float = 0.5,
+        observe: Callable[[float], object] | None = None,
     ) -> None:
         self._enqueuer = AsyncEnqueuer(
             client, wait_replicas=wait_replicas, wait_timeout=wait_timeout
@@ -40,6 +43,8 @@ class GroupCommitter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        #: Called with each successful commit's round trip, in seconds.
+        self._observe = observe
 
     def start(self) -> None:
         """Start the background flusher."""
@@ -76,6 +81,7 @@ class GroupCommitter:
                 return
 
     async def _flush(self, batch: list[tuple[Pending, asyncio.Future[Outcome]]]) -> None:
+        started = time.perf_counter()
         try:
             outcomes = await self._enqueuer.commit([item for item, _ in batch])
         except Exception as exc:  # any Redis failure fails this batch, never the flusher
@@ -83,6 +89,8 @@ class GroupCommitter:
                 if not future.done():
                     future.set_exception(exc)
             return
+        if self._observe is not None:
+            self._observe(time.perf_counter() - started)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)
