@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from hookline import keys
-from hookline.connection import EmbeddedRedis
+from hookline.connection import EmbeddedRedis, as_str
 from hookline.enqueue import Enqueuer, Outcome, Pending
 from hookline.envelope import Envelope
 from hookline.logs import JsonLines, LoopBatchedStream
@@ -289,6 +289,15 @@ class TestRejections:
             assert (await resp.json())["error"] == "unreadable-event"
         assert r.dbsize() == 0
 
+    async def test_body_behind_a_byte_order_mark_gets_400(
+        self, client: Client, r: redis.Redis
+    ) -> None:
+        """A JSON body behind a UTF-8 byte order mark is refused, as workers could not parse
+        it (simdjson would skip the mark; the receiver must not)."""
+        resp = await post_stripe(client, b"\xef\xbb\xbf" + stripe_event("evt_bom"))
+        assert resp.status == 400
+        assert r.dbsize() == 0
+
     async def test_errors_and_logs_never_contain_secrets_or_bodies(self, client: Client) -> None:
         """Neither an error body nor a log line repeats the secret or the request body."""
         body = b'{"id":"evt_secretive","type":"x","card":"4242424242424242"}'
@@ -301,6 +310,46 @@ class TestRejections:
         assert [entry["status"] for entry in logs] == [401, 202]
         assert logs[1]["event_id"] == "evt_secretive"
         assert "latency_ms" in logs[1]
+
+
+class TestExtraction:
+    async def test_numbers_wider_than_64_bits_elsewhere_do_not_hide_the_id(
+        self, client: Client, r: redis.Redis
+    ) -> None:
+        """A body simdjson refuses (an integer past 64 bits) is read the slower way."""
+        body = b'{"id":"evt_wide","type":"x","amount":123456789012345678901234567890}'
+        resp = await post_stripe(client, body)
+        assert (resp.status, await resp.json()) == (202, {"id": "evt_wide"})
+        [env] = queued_envelopes(r)
+        assert (env.id, env.body) == ("evt_wide", body)
+
+    async def test_nested_and_numeric_ids_are_read(self, client: Client, r: redis.Redis) -> None:
+        """Paths walk nested objects; an integer id is read as its digits, a bool is not."""
+        body = b'{"id": 12345, "type": "x", "data": {"object": {"id": true}}}'
+        assert (await (await post_stripe(client, body)).json()) == {"id": "12345"}
+        resp = await post_stripe(client, b'{"id": true, "type": "x"}')
+        assert resp.status == 400
+
+    async def test_a_key_given_twice_is_read_from_its_first_occurrence(
+        self, client: Client, r: redis.Redis
+    ) -> None:
+        """Where a provider's object repeats a key, the first value is the event's id."""
+        body = b'{"id":"evt_first","type":"x","id":"evt_second"}'
+        assert (await (await post_stripe(client, body)).json()) == {"id": "evt_first"}
+
+    async def test_non_ascii_body_is_stored_byte_exact(
+        self, client: Client, r: redis.Redis
+    ) -> None:
+        """A UTF-8 body that is not ASCII is stored as base64 and read back byte for byte."""
+        body = stripe_event("evt_euro").replace(
+            b'"object"', '"description":"1 \u00d7 42 \u20ac","object"'.encode()
+        )
+        assert (await post_stripe(client, body)).status == 202
+        [env] = queued_envelopes(r)
+        assert env.body == body
+        [job_id] = r.lrange("rq:queue:hookline", 0, -1)
+        stored = orjson.loads(r.hget(keys.rq_job(as_str(job_id)), "data") or b"")
+        assert stored[2][0][0]["encoding"] == "base64"
 
 
 class TestUndecodableHeaders:
