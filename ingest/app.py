@@ -48,11 +48,14 @@ class PreparedSource:
         """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
         prefixes = self.scheme.header_prefixes
         extra = self.keep
-        return {
-            utf8_text(low): utf8_text(value)
-            for name, value in headers.items()
-            if (low := name.lower()) in extra or low.startswith(prefixes)
-        }
+        kept = {}
+        for name, value in headers.items():
+            low = name.lower()
+            if low in extra or low.startswith(prefixes):
+                # The usual header is ASCII: no call needed to make it valid UTF-8.
+                key = low if low.isascii() else utf8_text(low)
+                kept[key] = value if value.isascii() else utf8_text(value)
+        return kept
 
 
 def prepare_source(source: SourceSettings) -> PreparedSource:
@@ -126,7 +129,7 @@ async def _read_body(
         if not held.take(length):
             raise _OverBudget
         if request.content.is_eof():  # the usual webhook: the whole body came with the headers
-            return await request.read()
+            return request.content.read_nowait()
     chunks: list[bytes] = []
     size = 0
     async with asyncio.timeout(body_timeout):
