@@ -8,7 +8,16 @@ same ~1.5 KB Stripe-signed events with distinct ids, one private redis-server
   (b) naive: verify the signature, ``rq.Queue.enqueue`` in a thread, sync Redis client;
   (c) ``hookline serve``, the real command, with a config file naming that Redis.
 
-After (b) and (c) it checks that Redis holds every event answered with a 2xx.
+After every run of (b) and (c) it checks that Redis holds every event answered with a 2xx.
+
+Rounds: on a shared machine throughput drifts by tens of percent over tens of seconds,
+so (a) measured, then (c) a minute later, compares the drift as much as the receivers.
+The run therefore alternates: round 1 measures a, b, c, round 2 measures a, b, c again,
+and so on (--rounds, 3). Each ratio (c/a, c/b) is taken within a round, from runs
+seconds apart, and the run reports the median of the per-round ratios, with each of
+them to show the spread; the table shows each target's medians over the rounds. Every
+run starts a fresh server process and replays the same pre-signed pool (its ids are
+distinct within a run, and Redis is emptied before each), so rounds need no larger pool.
 """
 
 from __future__ import annotations
@@ -49,14 +58,16 @@ TARGETS = (
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Seconds left after the warm-up for requests still in flight to finish.
 SETTLE = 1.0
-#: Replay tolerance given to the benchmark's source, so that pre-signed events stay valid.
-TOLERANCE_S = 3600
+#: Replay tolerance given to the benchmark's source, so that pre-signed events stay valid:
+#: the pool is signed once, then replayed round after round, for as long as the run lasts.
+TOLERANCE_S = 86_400
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
     """The command line."""
 
+    rounds: int
     duration: int
     warmup: int
     connections: int
@@ -76,6 +87,9 @@ def parse_options(argv: Sequence[str]) -> Options:
         prog="./run bench receiver",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="times each target is measured, in turn (3)"
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds measured (10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (2)")
@@ -112,9 +126,11 @@ def parse_options(argv: Sequence[str]) -> Options:
     unknown = sorted(set(names) - {t.name for t in TARGETS})
     if unknown or not names:
         parser.error(f"--targets: unknown {', '.join(unknown) or '(none given)'}")
-    if min(args.duration, args.connections, args.threads, args.max_rate) < 1 or args.warmup < 0:
-        parser.error("durations, connections, threads and --max-rate must be positive")
+    counts = (args.rounds, args.duration, args.connections, args.threads, args.max_rate)
+    if min(counts) < 1 or args.warmup < 0:
+        parser.error("rounds, durations, connections, threads and --max-rate must be positive")
     return Options(
+        rounds=args.rounds,
         duration=args.duration,
         warmup=args.warmup,
         connections=args.connections,
@@ -196,14 +212,18 @@ def _stored(target: Target, client: redis.Redis) -> Stored | None:
 
 
 def _measure(target: Target, bench: _Bench) -> Measured:
-    """Serve ``target``, warm it up, empty Redis, measure, stop it, count what it stored."""
+    """Serve ``target``, warm it up, empty Redis, measure, stop it, count what it stored.
+
+    Each wrk run reads the pool's files from their start: every run sends the same ids,
+    distinct within the run, into a Redis emptied just before (and a fresh server).
+    """
     opts = bench.options
     port = free_port()
     argv = _command(target, port, bench.redis_url, bench.work, opts.log_level, opts.wait_replicas)
     env = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, REDIS_URL_ENV)}
     url = f"http://127.0.0.1:{port}/hooks/stripe"
     bench.client.flushall()
-    _progress(f"({target.key}) {target.label}: port {port}")
+    _progress(f"  ({target.key}) {target.label}: port {port}")
     with Server(argv, port, bench.work / f"{target.name}.log", env) as server:
         if opts.warmup:
             run_wrk(
@@ -230,9 +250,18 @@ def _measure(target: Target, bench: _Bench) -> Measured:
     # The server has exited: whatever it was still committing is in Redis now.
     measured = Measured(target, result, _stored(target, bench.client), share)
     _progress(
-        f"    {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
+        f"      {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
     )
     return measured
+
+
+def _rounds(targets: Sequence[Target], bench: _Bench) -> list[list[Measured]]:
+    """Measure every target in turn, round after round."""
+    rounds = []
+    for n in range(1, bench.options.rounds + 1):
+        _progress(f"round {n} of {bench.options.rounds}")
+        rounds.append([_measure(target, bench) for target in targets])
+    return rounds
 
 
 def _revision() -> str | None:
@@ -253,6 +282,7 @@ def _revision() -> str | None:
 def _settings(opts: Options, pool: Pool) -> dict[str, Any]:
     return {
         "revision": _revision(),
+        "rounds": opts.rounds,
         "duration": opts.duration,
         "warmup": opts.warmup,
         "connections": opts.connections,
@@ -282,7 +312,7 @@ def _wait_for_replicas(url: str, count: int, timeout: float = 30.0) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Run the benchmark: 0 when the pool sufficed and every stored count checks out, else 1."""
+    """Run the benchmark: 0 when every run's pool sufficed and its stored count checks out."""
     opts = parse_options(argv)
     wrk = find_wrk()
     targets = [t for t in TARGETS if t.name in opts.targets]
@@ -316,17 +346,18 @@ def main(argv: Sequence[str]) -> int:
                 opts, wrk, work, warmup_pool, pool, server.url, server.process.pid, client
             )
             try:
-                results = [_measure(target, bench) for target in targets]
+                rounds = _rounds(targets, bench)
             finally:
                 client.close()
     settings = _settings(opts, pool)
-    document = as_json(settings, results)
-    print(json.dumps(document, indent=2) if opts.json else table(settings, results))
+    document = as_json(settings, rounds)
+    print(json.dumps(document, indent=2) if opts.json else table(settings, rounds))
     if opts.save:
         RESULTS_DIR.mkdir(exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         saved = RESULTS_DIR / f"receiver-{stamp}.json"
         saved.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         _progress(f"saved {saved}")
-    valid = all(m.consistent is not False and not m.wrk.exhausted for m in results)
+    runs = [m for measured in rounds for m in measured]
+    valid = all(m.consistent is not False and not m.wrk.exhausted for m in runs)
     return 0 if valid else 1
