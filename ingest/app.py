@@ -182,7 +182,7 @@ class Receiver:
             name if source is not None else UNKNOWN_SOURCE, status, fields.get("outcome")
         )
         fields["status"] = status
-        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        fields["latency_ms"] = int((time.perf_counter() - started) * 1e6) / 1000
         fields["event"] = "webhook"
         self.log("warning" if status >= 500 else "info", fields)
         return response
