@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import shutil
 import socket
@@ -93,14 +94,24 @@ def _hiredis_packing(base: type[AsyncConnection]) -> type[AsyncConnection]:
 
     redis-py's asyncio connections pack in Python, one join per argument; the receiver
     commits batches of ~100 arguments, where hiredis's C packer costs a fifth as much
-    and writes the same bytes (floats included). Multi-word command names and the
-    types hiredis refuses (None, bool: errors in redis-py too) go to redis-py's packer.
+    and writes the same bytes (floats included). hiredis encodes text as strict UTF-8,
+    so a connection configured with another encoding keeps redis-py's packer, as do
+    multi-word command names and the types hiredis refuses (None and bool, which
+    redis-py refuses too).
     """
 
     class HiredisPacking(base):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            encoder = self.encoder
+            self._hiredis = (
+                codecs.lookup(encoder.encoding).name == "utf-8"
+                and encoder.encoding_errors == "strict"
+            )
+
         def pack_command(self, *args: Any) -> list[bytes]:
             name = args[0]
-            if isinstance(name, str) and " " not in name:
+            if self._hiredis and isinstance(name, str) and len(name.split()) == 1:
                 try:
                     return [hiredis.pack_command(args)]
                 except TypeError:

@@ -122,22 +122,13 @@ class _AnswerCollector(Collector):
     def __init__(self, answers: dict[tuple[str, int, object], int]) -> None:
         self._answers = answers
 
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        """The families without samples: lets the registry filter scrapes by name and
+        refuse a second metric of the same name."""
+        return self._families()
+
     def collect(self) -> Iterable[CounterMetricFamily]:
-        requests = CounterMetricFamily(
-            "hookline_http_requests",
-            "Webhook requests answered, by source and status.",
-            labels=["source", "status"],
-        )
-        failures = CounterMetricFamily(
-            "hookline_signature_failures",
-            "Requests refused for a bad signature or a timestamp outside tolerance.",
-            labels=["source", "reason"],
-        )
-        duplicates = CounterMetricFamily(
-            "hookline_duplicates",
-            "Deliveries of an event already accepted, by source.",
-            labels=["source"],
-        )
+        requests, failures, duplicates = self._families()
         by_status: collections.Counter[tuple[str, str]] = collections.Counter()
         by_reason: collections.Counter[tuple[str, str]] = collections.Counter()
         by_source: collections.Counter[str] = collections.Counter()
@@ -154,6 +145,26 @@ class _AnswerCollector(Collector):
         for source, count in sorted(by_source.items()):
             duplicates.add_metric([source], count)
         return [requests, failures, duplicates]
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "hookline_http_requests",
+                "Webhook requests answered, by source and status.",
+                labels=["source", "status"],
+            ),
+            CounterMetricFamily(
+                "hookline_signature_failures",
+                "Requests refused for a bad signature or a timestamp outside tolerance.",
+                labels=["source", "reason"],
+            ),
+            CounterMetricFamily(
+                "hookline_duplicates",
+                "Deliveries of an event already accepted, by source.",
+                labels=["source"],
+            ),
+        )
 
 
 class WorkerMetrics:

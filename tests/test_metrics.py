@@ -64,6 +64,11 @@ class TestReceiverMetrics:
         assert found[("hookline_http_requests_in_flight", ())] == 0
         assert "evt_metric_secret_id" not in text
         assert "no-such-source" not in text
+        # A scrape asking for one metric by name (?name[]=...) still finds it.
+        registry = client.app[METRICS].registry
+        only = generate_latest(registry.restricted_registry([req])).decode()
+        assert 'hookline_http_requests_total{source="stripe",status="202"} 1.0' in only
+        assert "hookline_duplicates_total" not in only
 
 
 class TestWorkerMetrics:
