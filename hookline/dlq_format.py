@@ -1,4 +1,7 @@
-"""How ``hookline dlq`` shows dead letters: ages, the list table, one entry in full."""
+"""How ``hookline dlq`` shows dead letters: ages, the list table, one entry in full.
+
+:func:`age` is also the console's, so that an age reads the same on a page and in a terminal.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +17,15 @@ from workers.dlq_ops import Selection, summary
 
 
 def age(seconds: float) -> str:
-    """A short age: ``45s``, ``12m``, ``3h05m``, ``2d03h``."""
+    """An age or a span, in its two largest units: ``45s``, ``12m05s``, ``3h05m``, ``2d03h``.
+
+    No spaces, so that it stays one column of a table; a negative span (clock skew) is ``0s``.
+    """
     s = int(max(seconds, 0))
     if s < 60:
         return f"{s}s"
     if s < 3600:
-        return f"{s // 60}m"
+        return f"{s // 60}m{s % 60:02d}s"
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"

@@ -396,6 +396,12 @@ class TestList:
         assert seen == [f"evt_{n:03d}" for n in reversed(range(120))]
         assert re.search(r'id="match-count">120<', html)
 
+    async def test_ages_read_as_in_the_cli(self, console: Client, r: redis.Redis) -> None:
+        """An entry's age on the list and on its page reads as ``hookline dlq`` prints it."""
+        letter = kill(r, "evt_old", at=time.time() - (3 * 3600 + 5 * 60))
+        assert table(await page(console, "/dead-letters"), "letters")[1][1] == "3h05m ago"
+        assert "(3h05m ago)" in await page(console, f"/dead-letters/{letter.id}")
+
     async def test_bad_time_is_explained(self, console: Client) -> None:
         """A ``since`` that is not a time answers 400 saying what to type."""
         html = await page(console, "/dead-letters?since=yesterday-ish", status=400)

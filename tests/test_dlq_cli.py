@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 from hookline import keys
 from hookline.cli import main
 from hookline.connection import EmbeddedRedis, as_str, free_port
+from hookline.dlq_format import age
 from hookline.envelope import Envelope
 from tests.worker_support import (
     ROOT,
@@ -885,3 +886,11 @@ class TestPacer:
         """Without a rate the pacer never waits."""
         pacer = Pacer(None, sleep=lambda s: pytest.fail("slept"))
         pacer.wait(10_000)
+
+
+class TestAge:
+    def test_two_largest_units_without_spaces(self) -> None:
+        """An age reads in its two largest units, one table column wide; skew reads ``0s``."""
+        cases = {-3: "0s", 45: "45s", 60: "1m00s", 725: "12m05s", 3600: "1h00m"}
+        cases |= {11_100: "3h05m", 86_399: "23h59m", 183_600: "2d03h"}
+        assert {seconds: age(seconds) for seconds in cases} == cases

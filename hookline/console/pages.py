@@ -24,6 +24,7 @@ from config.settings import Settings
 from hookline import keys
 from hookline.console.operations import Operations
 from hookline.console.security import COOKIE, SESSION, SESSION_SECONDS, Guard
+from hookline.dlq_format import age
 from hookline.errors import DeadLetterError, HooklineError
 from workers.deadletter import DeadLetter, DeadLetters
 from workers.dlq_ops import Selection, Stats, count, make_filter, stats
@@ -57,20 +58,11 @@ def when(ts: float | None) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
+    return "—" if seconds is None else age(seconds)
 
 
 def _ago(ts: float | None) -> str:
-    return "—" if ts is None else f"{_duration(time.time() - ts)} ago"
+    return "—" if ts is None else f"{age(time.time() - ts)} ago"
 
 
 def templates() -> jinja2.Environment:
