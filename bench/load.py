@@ -81,7 +81,7 @@ from bench.load_step import WORKER_PROCESSES, Pipeline, Step, run_step
 from bench.servers import Server
 from bench.worker import RESULTS_DIR, ROOT, write_config
 from bench.worker_handlers import LATENCY_SOURCE
-from bench.worker_latency import CONNECTIONS, WARMUP_RATE, WARMUP_SECONDS, _stop
+from bench.worker_latency import CONNECTIONS, WARMUP_RATE, WARMUP_SECONDS, stop
 from bench.wrk import find_wrk
 from config.settings import CONFIG_ENV, REDIS_URL_ENV
 from hookline import keys
@@ -180,7 +180,7 @@ def worker_fleet(
             time.sleep(0.1)
         yield proc
     finally:
-        _stop(proc)
+        stop(proc)
     if proc.returncode is not None and proc.returncode > 0:
         raise BenchError(f"hookline work exited with status {proc.returncode}; see {log}")
 

@@ -17,7 +17,7 @@ import time
 import redis
 
 from bench import BenchError
-from bench.worker_cpu import _TICK, _stat, cpu_seconds, process_tree
+from bench.worker_cpu import TICK, cpu_seconds, proc_stat, process_tree
 from hookline import keys
 
 #: Keys deleted per round trip when clearing markers.
@@ -28,10 +28,10 @@ REWRITE_TIMEOUT = 60.0
 
 def forks_cpu(redis_pid: int) -> float:
     """CPU seconds of redis-server's children so far: those it reaped and those alive."""
-    fields = _stat(redis_pid)
+    fields = proc_stat(redis_pid)
     if fields is None:
         return 0.0
-    reaped = (int(fields[13]) + int(fields[14])) / _TICK  # cutime, cstime
+    reaped = (int(fields[13]) + int(fields[14])) / TICK  # cutime, cstime
     alive = process_tree(redis_pid)[1:]
     return reaped + (cpu_seconds(alive) or 0.0)
 

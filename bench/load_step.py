@@ -30,9 +30,9 @@ from bench.worker_latency import (
     CATCH_UP_TIMEOUT,
     Latency,
     Percentiles,
-    _handled,
-    _run_load,
-    _wait_handled,
+    read_handled,
+    run_load,
+    wait_handled,
 )
 from bench.wrk import WrkResult
 from config.settings import DEFAULT_QUEUE
@@ -278,7 +278,7 @@ def run_step(pipeline: Pipeline, rate: float, duration: float, tag: str) -> Step
     with ThreadPoolExecutor(1) as executor:
         start = time.monotonic()
         future = executor.submit(
-            _run_load, pipeline.wrk, pipeline.url, pool, rate=rate, duration=duration
+            run_load, pipeline.wrk, pipeline.url, pool, rate=rate, duration=duration
         )
         while not future.done():
             depth_jobs, handled_so_far = sampler.read()
@@ -289,11 +289,11 @@ def run_step(pipeline: Pipeline, rate: float, duration: float, tag: str) -> Step
     wrk_cpu = _children_cpu() - wrk_before
     forks = forks_cpu(pipeline.redis_pid) - forks_before
     rewrites = aof_rewrites(client)
-    catch_up = _wait_handled(client, result.answered_2xx, CATCH_UP_TIMEOUT)
+    catch_up = wait_handled(client, result.answered_2xx, CATCH_UP_TIMEOUT)
     sampler.wait_empty(CATCH_UP_TIMEOUT)
     # The receiver writes each job with one HSET, inside its commit script.
     jobs_written = int(client.info("commandstats").get("cmdstat_hset", {}).get("calls", 0))
-    handled = _handled(client)
+    handled = read_handled(client)
     client.delete(LATENCY_KEY)
     shutil.rmtree(pool.directory, ignore_errors=True)
     reset(client, LATENCY_SOURCE)

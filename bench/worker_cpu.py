@@ -14,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-_TICK = os.sysconf("SC_CLK_TCK")
+#: Clock ticks per second, the unit of the CPU times in ``/proc``.
+TICK = os.sysconf("SC_CLK_TCK")
 #: What :class:`CpuUse` calls the time this process (the benchmark) and its waited-for
 #: children (wrk, once it has exited) used.
 SELF = "bench"
 
 
-def _stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
     """Fields of ``/proc/PID/stat`` after the command name (state first), or ``None``."""
     try:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
@@ -32,7 +33,7 @@ def process_tree(pid: int) -> list[int]:
     """``pid`` and every descendant of it."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+        if entry.name.isdigit() and (fields := proc_stat(int(entry.name))) is not None:
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
@@ -46,17 +47,17 @@ def cpu_seconds(pids: Sequence[int]) -> float | None:
     """User plus system CPU time used so far by ``pids``; ``None`` if one has exited."""
     ticks = 0
     for pid in pids:
-        if (fields := _stat(pid)) is None:
+        if (fields := proc_stat(pid)) is None:
             return None
         ticks += int(fields[11]) + int(fields[12])
-    return ticks / _TICK
+    return ticks / TICK
 
 
 def machine_busy() -> float:
     """CPU seconds every CPU of the machine has spent busy (not idle, not waiting on I/O)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / _TICK
+    return (sum(fields[:8]) - idle) / TICK
 
 
 def _own() -> float:

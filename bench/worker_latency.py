@@ -128,7 +128,7 @@ class Latency:
         }
 
 
-def _run_load(
+def run_load(
     wrk: str, url: str, pool: Pool, *, rate: float, duration: float
 ) -> tuple[WrkResult, int]:
     """Post ``pool``'s events to ``url`` at ``rate`` per second; returns wrk's result, late."""
@@ -148,10 +148,10 @@ def _run_load(
 def _run_load_watched(
     wrk: str, url: str, pool: Pool, client: redis.Redis, queue: str, *, rate: float, duration: float
 ) -> tuple[WrkResult, int, int]:
-    """:func:`_run_load` in a thread while this one records the deepest the queue gets."""
+    """:func:`run_load` in a thread while this one records the deepest the queue gets."""
     deepest, key = 0, keys.rq_queue(queue)
     with ThreadPoolExecutor(1) as executor:
-        future = executor.submit(_run_load, wrk, url, pool, rate=rate, duration=duration)
+        future = executor.submit(run_load, wrk, url, pool, rate=rate, duration=duration)
         while not future.done():
             deepest = max(deepest, int(client.llen(key)))
             time.sleep(DEPTH_EVERY)
@@ -159,7 +159,7 @@ def _run_load_watched(
     return result, late, deepest
 
 
-def _handled(client: redis.Redis) -> list[tuple[float, float]]:
+def read_handled(client: redis.Redis) -> list[tuple[float, float]]:
     """(handler start, received_at) of every event the handler recorded."""
     found = []
     for raw in cast(list[bytes], client.lrange(LATENCY_KEY, 0, -1)):
@@ -168,7 +168,7 @@ def _handled(client: redis.Redis) -> list[tuple[float, float]]:
     return found
 
 
-def _wait_handled(client: redis.Redis, count: int, timeout: float) -> float:
+def wait_handled(client: redis.Redis, count: int, timeout: float) -> float:
     """Wait until the handler has recorded ``count`` events; returns how long that took."""
     start = time.monotonic()
     while int(client.llen(LATENCY_KEY)) < count:
@@ -181,7 +181,8 @@ def _wait_handled(client: redis.Redis, count: int, timeout: float) -> float:
     return time.monotonic() - start
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``proc``: terminate it, and kill it if it has not exited within 30 s."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -224,8 +225,8 @@ def run_latency(
         )
     try:
         with Server(serve, port, work / "latency-serve.log", env) as server:
-            warm, _ = _run_load(wrk, url, warmup, rate=WARMUP_RATE, duration=WARMUP_SECONDS)
-            _wait_handled(client, warm.answered_2xx, 30.0)
+            warm, _ = run_load(wrk, url, warmup, rate=WARMUP_RATE, duration=WARMUP_SECONDS)
+            wait_handled(client, warm.answered_2xx, 30.0)
             client.delete(LATENCY_KEY)
             client.config_resetstat()
             groups = {
@@ -238,15 +239,15 @@ def run_latency(
                 wrk, url, pool, client, queue, rate=rate, duration=duration
             )
             cpu = CpuUse.between(before, read_cpu(groups))
-            catch_up = _wait_handled(client, result.answered_2xx, CATCH_UP_TIMEOUT)
+            catch_up = wait_handled(client, result.answered_2xx, CATCH_UP_TIMEOUT)
             # The receiver writes each job with one HSET, inside its commit script.
             stats = client.info("commandstats")
             jobs = int(stats.get("cmdstat_hset", {}).get("calls", 0))
     finally:
-        _stop(worker)
+        stop(worker)
     if worker.returncode is not None and worker.returncode > 0:
         raise BenchError(f"latency: the worker exited with status {worker.returncode}")
-    handled = _handled(client)
+    handled = read_handled(client)
     if len(handled) < 2:
         raise BenchError("latency: too few events were handled to measure")
     return Latency(
