@@ -1,138 +1,41 @@
 """``hookline dlq``: see what died and why, then replay, purge or export it.
 
-A thin layer over :mod:`workers.dlq_ops` (shared with the console): this module reads
-options, prints, and turns failures into messages and exit codes.
+A thin layer over :mod:`workers.dlq_ops` (shared with the console): this module runs
+the commands, prints, and turns failures into messages and exit codes. The options the
+commands share, and the Redis they act on, are :mod:`hookline.dlq_options`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 import orjson
 import redis
 
-from config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
-from hookline.connection import failure_reason, mask_url, sync_client
 from hookline.dlq_format import age, describe, detail, table
-from hookline.errors import DeadLetterError, HooklineError
+from hookline.dlq_options import (
+    config_option,
+    filter_options,
+    read_filter,
+    read_selection,
+    session,
+)
+from hookline.errors import DeadLetterError
 from workers import dlq_files as files
 from workers import dlq_ops as ops
 from workers.deadletter import DeadLetters
-from workers.dlq_search import Cursor, Filter, Search
+from workers.dlq_search import Cursor, Search
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar=CONFIG_ENV,
-    help=f"Configuration file (TOML); Redis from redis.url. Default: ${CONFIG_ENV}, "
-    f"else ${REDIS_URL_ENV}.",
-)
-
-
-def filter_options(limit: int | None) -> Callable[[F], F]:
-    """The filter options shared by every command that selects dead letters."""
-
-    def apply(func: F) -> F:
-        options = [
-            click.option("--source", help="Only this source."),
-            click.option(
-                "--type", "event_type", help="Only this event type (or glob: 'invoice.*')."
-            ),
-            click.option("--error", help="Error type or message contains this (any case)."),
-            click.option("--since", help="Died at or after: 2h (ago), 2024-05-01T10:00 (UTC)."),
-            click.option("--until", help="Died at or before: same forms as --since."),
-            click.option(
-                "--limit",
-                type=click.IntRange(min=1),
-                default=limit,
-                show_default=limit is not None,
-                help="At most this many entries.",
-            ),
-        ]
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return apply
-
-
-def _filter(
-    source: str | None,
-    event_type: str | None,
-    error: str | None,
-    since: str | None,
-    until: str | None,
-) -> Filter:
-    try:
-        return ops.make_filter(
-            source=source, type=event_type, error=error, since=since, until=until
-        )
-    except ops.FilterError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _selection(
-    ids: Sequence[str], flt: Filter, limit: int | None, select_all: bool, verb: str
-) -> ops.Selection:
-    if ids and (select_all or not flt.empty):
-        raise click.UsageError("name ids, or give filters or --all, not both")
-    if not ids and flt.empty and not select_all:
-        raise click.UsageError(
-            f"nothing selected: name ids, give a filter (--source, --type, --error, "
-            f"--since, --until), or --all to {verb} every dead letter"
-        )
-    return ops.Selection(tuple(ids), flt, limit)
-
-
-def _redis_url(config_path: str | None) -> str:
-    if config_path:
-        try:
-            url = load_settings(config_path).redis_url
-        except HooklineError as exc:
-            raise click.ClickException(str(exc)) from None
-    else:
-        url = os.environ.get(REDIS_URL_ENV)
-    if not url:
-        raise click.ClickException(
-            f"no Redis to read: set redis.url in the configuration (--config or "
-            f"${CONFIG_ENV}) or ${REDIS_URL_ENV}"
-        )
-    return url
-
-
-@contextlib.contextmanager
-def session(config_path: str | None) -> Iterator[DeadLetters]:
-    """The dead letters of the configured Redis; Redis failures become clear messages."""
-    url = _redis_url(config_path)
-    client = sync_client(url)
-    try:
-        client.ping()
-        yield DeadLetters(client)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise click.ClickException(
-            f"cannot reach Redis at {mask_url(url)}: {failure_reason(exc)}\n"
-            f"Is it running? The address comes from redis.url in the configuration "
-            f"or ${REDIS_URL_ENV}."
-        ) from None
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis answered with an error: {exc}") from None
-    finally:
-        client.close()
 
 
 def _missing(ids: Sequence[str]) -> None:
@@ -214,7 +117,7 @@ def list_(
     as_json: bool,
 ) -> None:
     """List dead letters, newest first, with why they died."""
-    flt = _filter(source, event_type, error, since, until)
+    flt = read_filter(source, event_type, error, since, until)
     try:
         cursor = Cursor.parse(after) if after else None
     except ValueError as exc:
@@ -360,10 +263,10 @@ def replay(
     run it again and it continues. Events that have meanwhile succeeded are not
     handled again (the workers' done markers).
     """
-    flt = _filter(source, event_type, error, since, until)
+    flt = read_filter(source, event_type, error, since, until)
     if from_file and (ids or select_all):
         raise click.UsageError("--from re-injects a file: no ids or --all with it")
-    selection = None if from_file else _selection(ids, flt, limit, select_all, "replay")
+    selection = None if from_file else read_selection(ids, flt, limit, select_all, "replay")
     with session(config_path) as dead_letters:
         if from_file:
             try:
@@ -415,8 +318,8 @@ def purge(
     yes: bool,
 ) -> None:
     """Remove dead letters for good (export them first if in doubt)."""
-    flt = _filter(source, event_type, error, since, until)
-    selection = _selection(ids, flt, limit, select_all, "purge")
+    flt = read_filter(source, event_type, error, since, until)
+    selection = read_selection(ids, flt, limit, select_all, "purge")
     with session(config_path) as dead_letters:
         job = ops.Bulk(dead_letters, selection, purge=True)
         total, exact = job.progress.total, job.progress.exact
@@ -461,7 +364,7 @@ def export(
 
     The file is complete enough to re-inject them later: `hookline dlq replay --from FILE`.
     """
-    flt = _filter(source, event_type, error, since, until)
+    flt = read_filter(source, event_type, error, since, until)
     if ids and not flt.empty:
         raise click.UsageError("name ids, or give filters, not both")
     selection = ops.Selection(tuple(ids), flt, limit).frozen()
