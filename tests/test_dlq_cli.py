@@ -894,3 +894,33 @@ class TestAge:
         cases = {-3: "0s", 45: "45s", 60: "1m00s", 725: "12m05s", 3600: "1h00m"}
         cases |= {11_100: "3h05m", 86_399: "23h59m", 183_600: "2d03h"}
         assert {seconds: age(seconds) for seconds in cases} == cases
+
+
+class TestScriptCacheEmptied:
+    def test_writes_after_the_flush_are_indexed_and_counted_once(
+        self, dl: DeadLetters, r: redis.Redis
+    ) -> None:
+        """Dead letters written after Redis lost its scripts, one by one or in a pipeline
+        the caller executes, are each stored, indexed and counted once."""
+        r.script_flush()
+        dl.add(envelope("single"), reason="exhausted", worker="w")
+        r.script_flush()
+        with r.pipeline(transaction=False) as pipe:
+            for i in range(3):
+                dl.add(envelope(f"bulk{i}"), reason="exhausted", worker="w", pipe=pipe)
+            pipe.execute()
+        assert dl.count() == 4
+        assert dl.counts("source") == {"test": 4}
+        assert {letter.envelope.id for letter in dl.scan()} == {"single", "bulk0", "bulk1", "bulk2"}
+
+    def test_replay_and_delete_after_the_flush_act_once(
+        self, dl: DeadLetters, r: redis.Redis
+    ) -> None:
+        """Replay and delete after Redis lost its scripts move or remove each entry once."""
+        ids = [dl.add(envelope(f"e{i}"), reason="exhausted", worker="w").id for i in range(3)]
+        r.script_flush()
+        assert dl.replay(ids[:2]) == ids[:2]
+        r.script_flush()
+        assert dl.delete(ids[1:]) == ids[2:]
+        assert dl.count() == 0 and dl.counts("source") == {}
+        assert queued(r) == Counter({"e0": 1, "e1": 1})

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from hookline import keys
-from hookline.connection import EmbeddedRedis
+from hookline.connection import EmbeddedRedis, as_str
 from tests.worker_support import (
     children_of,
     drain,
@@ -30,7 +30,8 @@ from tests.worker_support import (
     write_config,
 )
 from workers.deadletter import DeadLetters, entry_id
-from workers.runner import CRASH_LIMIT
+from workers.handlers import Event, load_router
+from workers.runner import CRASH_LIMIT, Processor, parse_job_data
 from workers.worker import HEARTBEAT_TTL, Worker
 
 
@@ -358,3 +359,115 @@ class TestHardCases:
         letter = DeadLetters(r).get(entry_id("test", "poison"))
         assert letter.reason == "crashed"
         assert len(attempts_of(r, "poison")) == CRASH_LIMIT
+
+
+class FlushScriptsWhenHandled:
+    """An observer that empties Redis's script cache after each handled event, as a
+    restart or failover between two events would, and may then ask a worker to stop."""
+
+    def __init__(self, client: redis.Redis, stop: Worker | None = None) -> None:
+        self.client = client
+        self.stop = stop
+
+    def handled(self, event: Event, seconds: float) -> None:
+        """Empty the script cache; request a warm stop if asked to."""
+        self.client.script_flush()
+        if self.stop is not None:
+            self.stop.request_stop()
+
+    def retried(self, event: Event, error: BaseException) -> None:
+        """Do nothing."""
+
+    def dead(self, event: Event, reason: str) -> None:
+        """Do nothing."""
+
+    def ignored(self, event: Event) -> None:
+        """Do nothing."""
+
+
+class TestScriptCacheEmptied:
+    def test_ignored_event_is_counted_once(self, redis_url: str, r: redis.Redis) -> None:
+        """An event ignored right after Redis lost its scripts is marked done and counted
+        once: the outcome write run again after NOSCRIPT does not count it twice."""
+        settings = worker_settings(redis_url)
+        processor = Processor(
+            r,
+            settings,
+            load_router(settings.workers.handlers),
+            "w-flush",
+            observer=FlushScriptsWhenHandled(r),
+            use_alarm=False,
+        )
+        result = processor.run_job([envelope("first"), envelope("orphan", source="nobody")])
+        assert (result.handled, result.ignored) == (1, 1)
+        assert r.hget(keys.ignored(), "nobody") == b"1"
+        assert r.exists(keys.done("nobody", "orphan"))
+        assert not r.exists(keys.lease("nobody", "orphan"))
+
+    def test_event_dead_lettered_after_the_flush_is_dead_lettered_once(
+        self, redis_url: str, r: redis.Redis
+    ) -> None:
+        """An event dead-lettered right after Redis lost its scripts is one dead letter,
+        counted once, its lease released."""
+        settings = worker_settings(redis_url)
+        processor = Processor(
+            r,
+            settings,
+            load_router(settings.workers.handlers),
+            "w-flush",
+            observer=FlushScriptsWhenHandled(r),
+            use_alarm=False,
+        )
+        result = processor.run_job([envelope("first"), envelope("doomed", permanent=True)])
+        assert (result.handled, result.dead) == (1, 1)
+        dead_letters = DeadLetters(r)
+        assert dead_letters.get(entry_id("test", "doomed")).reason == "permanent"
+        assert dead_letters.counts("source") == {"test": 1}
+        assert not r.exists(keys.lease("test", "doomed"))
+
+    def test_burst_worker_reaps_promotes_and_claims(self, redis_url: str, r: redis.Redis) -> None:
+        """With the script cache emptied, a worker still requeues a dead worker's job,
+        promotes a due retry and claims both: each event takes effect once."""
+        settings = worker_settings(redis_url)
+        enqueue(r, envelope("orphaned"))
+        r.lmove(keys.rq_queue("hookline"), keys.worker_jobs("ghost"), "LEFT", "RIGHT")
+        r.sadd(keys.workers(), "ghost")
+        member = keys.retry_member("test", "due")
+        r.hset(keys.retry_envelopes(), member, envelope("due").to_json())
+        r.zadd(keys.retries(), {member: 0})
+        r.script_flush()
+        drain(settings, redis_url)
+        assert effects(r) == {"orphaned": 1, "due": 1}
+        assert r.smembers(keys.workers()) == set()
+        assert r.keys("rq:job:*") == []
+
+    def test_warm_stop_replaces_the_job_with_what_it_owes(
+        self, redis_url: str, r: redis.Redis
+    ) -> None:
+        """Stopped mid-job just after Redis lost its scripts, a worker puts back a job
+        carrying only the unstarted event, in place of the original."""
+        settings = worker_settings(redis_url)
+        worker = Worker(settings, redis_url, burst=True)
+        worker.processor.observer = FlushScriptsWhenHandled(r, stop=worker)
+        enqueue(r, envelope("ran"), envelope("owed"))
+        [original] = [as_str(j) for j in r.lrange(keys.rq_queue("hookline"), 0, -1)]
+        worker.run()
+        assert effects(r) == {"ran": 1}
+        [job] = [as_str(j) for j in r.lrange(keys.rq_queue("hookline"), 0, -1)]
+        assert job != original and not r.exists(keys.rq_job(original))
+        data = r.hget(keys.rq_job(job), "data")
+        assert isinstance(data, bytes)
+        assert [env.id for env in parse_job_data(data)] == ["owed"]
+
+    def test_leftover_job_is_given_back(self, redis_url: str, r: redis.Redis) -> None:
+        """A job still in a stopping worker's list after Redis lost its scripts goes back
+        to the front of its queue."""
+        settings = worker_settings(redis_url)
+        worker = Worker(settings, redis_url, burst=True, name="w-leftover")
+        enqueue(r, envelope("left"))
+        [job] = [as_str(j) for j in r.lrange(keys.rq_queue("hookline"), 0, -1)]
+        r.lmove(keys.rq_queue("hookline"), keys.worker_jobs("w-leftover"), "LEFT", "RIGHT")
+        r.script_flush()
+        worker.run()
+        assert [as_str(j) for j in r.lrange(keys.rq_queue("hookline"), 0, -1)] == [job]
+        assert not r.exists(keys.worker_jobs("w-leftover"))

@@ -29,7 +29,7 @@ from hookline.connection import as_str
 from hookline.enqueue import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
 from hookline.envelope import Envelope
 from hookline.errors import DeadLetterError
-from hookline.lua import WRITE_JOB
+from hookline.lua import WRITE_JOB, Script
 
 # Lua helpers to keep the counters and indexes exact; an entry is decoded to find its
 # dimensions. Every script's ARGV starts with the layout: entry key prefix, source index
@@ -69,7 +69,7 @@ end
 
 # KEYS: 3 counters, index, entry key, [lease key]
 # ARGV: layout (4), id, dead_at, entry json, [lease owner]
-_ADD = (
+_ADD = Script(
     _COUNTERS
     + """
 remove(ARGV[5])
@@ -83,7 +83,7 @@ return 1
 )
 
 # KEYS: 3 counters, index. ARGV: layout (4), now, func, timeout, ids...
-_REPLAY = (
+_REPLAY = Script(
     WRITE_JOB
     + _COUNTERS
     + """
@@ -106,7 +106,7 @@ return moved
 )
 
 # KEYS: 3 counters, index. ARGV: layout (4), ids...
-_DELETE = (
+_DELETE = Script(
     _COUNTERS
     + """
 local removed = {}
@@ -188,9 +188,6 @@ class DeadLetters:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._add = client.register_script(_ADD)
-        self._replay = client.register_script(_REPLAY)
-        self._delete = client.register_script(_DELETE)
 
     def add(
         self,
@@ -210,7 +207,8 @@ class DeadLetters:
             worker: the worker that gives up on it.
             lease: (lease key, owner) released in the same step, if held.
             now: the time of death (default: now).
-            pipe: a pipeline to queue the write on (bulk loads), instead of running it.
+            pipe: a pipeline to queue the write on (bulk loads), instead of running it; it
+                needs no script loaded on the server.
         """
         last = envelope.attempts[-1] if envelope.attempts else {}
         letter = DeadLetter(
@@ -227,7 +225,12 @@ class DeadLetters:
         if lease is not None:
             script_keys.append(lease[0])
             args.append(lease[1])
-        self._add(keys=script_keys, args=args, client=pipe)
+        if pipe is None:
+            _ADD(self.client, script_keys, args)
+        else:
+            # The caller executes the pipeline (a bulk load, the worker's outcome write),
+            # where nothing would load the script again had Redis lost it: send it whole.
+            _ADD.queue_source(pipe, script_keys, args)
         return letter
 
     def get(self, entry: str) -> DeadLetter:
@@ -303,9 +306,10 @@ class DeadLetters:
         """
         if not ids:
             return []
-        moved = self._replay(
-            keys=[*_counter_keys(), keys.dlq_index()],
-            args=[*_LAYOUT, rq_timestamp(), JOB_FUNC, JOB_TIMEOUT, *ids],
+        moved = _REPLAY(
+            self.client,
+            [*_counter_keys(), keys.dlq_index()],
+            [*_LAYOUT, rq_timestamp(), JOB_FUNC, JOB_TIMEOUT, *ids],
         )
         return [as_str(m) for m in moved]
 
@@ -313,10 +317,7 @@ class DeadLetters:
         """Remove entries for good; returns the ids that existed."""
         if not ids:
             return []
-        removed = self._delete(
-            keys=[*_counter_keys(), keys.dlq_index()],
-            args=[*_LAYOUT, *ids],
-        )
+        removed = _DELETE(self.client, [*_counter_keys(), keys.dlq_index()], [*_LAYOUT, *ids])
         return [as_str(m) for m in removed]
 
     def expire(self, older_than: float) -> int:

@@ -28,7 +28,7 @@ from hookline import keys
 from hookline.connection import as_str, sync_client
 from hookline.enqueue import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
 from hookline.envelope import Envelope, EnvelopeError
-from hookline.lua import WRITE_JOB
+from hookline.lua import WRITE_JOB, Script
 from workers.handlers import Router, load_router
 from workers.runner import Observer, Processor, parse_job_data
 
@@ -47,7 +47,7 @@ BLOCK_SECONDS = 1.0
 
 # KEYS: worker jobs list. ARGV: max jobs, id already moved into the list (or ''), queue keys...
 # Returns a flat list: job id, job data, job id, job data, ...
-_CLAIM = """
+_CLAIM = Script("""
 local out, want = {}, tonumber(ARGV[1])
 if ARGV[2] ~= '' then
   local data = redis.call('HGET', 'rq:job:' .. ARGV[2], 'data')
@@ -74,10 +74,10 @@ for i = 3, #ARGV do
   end
 end
 return out
-"""
+""")
 
 # KEYS: worker jobs list. ARGV: job ids to give back (front of their queues, order kept).
-_GIVE_BACK = """
+_GIVE_BACK = Script("""
 for i = #ARGV, 1, -1 do
   local id = ARGV[i]
   local origin = redis.call('HGET', 'rq:job:' .. id, 'origin')
@@ -85,11 +85,11 @@ for i = #ARGV, 1, -1 do
   if origin then redis.call('LPUSH', 'rq:queue:' .. origin, id) end
 end
 return #ARGV
-"""
+""")
 
 # KEYS: worker jobs list, old job. ARGV: old id, new id, queue, rq time, func, timeout, envelopes...
 # Puts a job's unfinished envelopes back, as a new job at the front of the queue, in place of it.
-_REPLACE = (
+_REPLACE = Script(
     WRITE_JOB
     + """
 local owed = {}
@@ -105,7 +105,7 @@ return #owed
 # KEYS: workers set. ARGV: worker key prefix, crash count ttl seconds.
 # Requeues the jobs of workers without heartbeat, and counts a crash against the event
 # each was running.
-_REAP = """
+_REAP = Script("""
 local requeued = 0
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local hb = ARGV[1] .. name
@@ -130,10 +130,10 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 return requeued
-"""
+""")
 
 # KEYS: retry set, retry envelopes. ARGV: now, rq time, func, timeout, limit, job id prefix.
-_PROMOTE = (
+_PROMOTE = Script(
     WRITE_JOB
     + """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[5])
@@ -187,11 +187,6 @@ class Worker:
         self.client = sync_client(redis_url)
         self.router = router if router is not None else load_router(settings.workers.handlers)
         self.processor = Processor(self.client, settings, self.router, self.name, observer=observer)
-        self._claim = self.client.register_script(_CLAIM)
-        self._give_back = self.client.register_script(_GIVE_BACK)
-        self._reap = self.client.register_script(_REAP)
-        self._promote = self.client.register_script(_PROMOTE)
-        self._replace = self.client.register_script(_REPLACE)
         self._stopping = threading.Event()
         self._heartbeat_stop = threading.Event()
         self._jobs_key = keys.worker_jobs(self.name)
@@ -244,7 +239,7 @@ class Worker:
         try:
             leftover = [as_str(i) for i in self.client.lrange(self._jobs_key, 0, -1)]
             if leftover:
-                self._give_back(keys=[self._jobs_key], args=leftover)
+                _GIVE_BACK(self.client, [self._jobs_key], leftover)
             with self.client.pipeline() as pipe:
                 pipe.delete(keys.worker(self.name), self._jobs_key, keys.worker_current(self.name))
                 pipe.srem(keys.workers(), self.name)
@@ -284,7 +279,7 @@ class Worker:
 
     def _claim_jobs(self) -> list[tuple[str, bytes]]:
         queue_keys = [keys.rq_queue(q) for q in self.queues]
-        raw = self._claim(keys=[self._jobs_key], args=[CLAIM_BATCH, "", *queue_keys])
+        raw = _CLAIM(self.client, [self._jobs_key], [CLAIM_BATCH, "", *queue_keys])
         if not raw and not self.burst:
             # Nothing waiting: block on the first queue until a job arrives (or a timeout),
             # moving it into our list atomically; other queues are polled on the next pass.
@@ -295,7 +290,7 @@ class Worker:
             if moved is None:
                 return []
             # Fetch it, and whatever else arrived meanwhile, in one more round trip.
-            raw = self._claim(keys=[self._jobs_key], args=[CLAIM_BATCH, as_str(moved), *queue_keys])
+            raw = _CLAIM(self.client, [self._jobs_key], [CLAIM_BATCH, as_str(moved), *queue_keys])
         return [(as_str(raw[i]), raw[i + 1]) for i in range(0, len(raw), 2)]
 
     def _run_jobs(self, claimed: list[tuple[str, bytes]]) -> None:
@@ -328,9 +323,10 @@ class Worker:
             # queue: events already resolved (retried, dead-lettered) must not run again,
             # and the original job may be gone (requeued and run by another worker).
             owed = result.unresolved
-            self._replace(
-                keys=[self._jobs_key, keys.rq_job(job_id)],
-                args=[
+            _REPLACE(
+                self.client,
+                [self._jobs_key, keys.rq_job(job_id)],
+                [
                     job_id, f"owed-{uuid.uuid4().hex}", owed[0].queue, rq_timestamp(), JOB_FUNC,
                     JOB_TIMEOUT, *(env.to_json() for env in owed),
                 ],
@@ -353,8 +349,8 @@ class Worker:
             self.log.warning("supervisor is gone; stopping")
             self.request_stop()
         try:
-            requeued = self._reap(
-                keys=[keys.workers()], args=[keys.worker(""), int(DEFAULT_DEDUPE_WINDOW)]
+            requeued = _REAP(
+                self.client, [keys.workers()], [keys.worker(""), int(DEFAULT_DEDUPE_WINDOW)]
             )
             if requeued:
                 self.log.warning("requeued jobs of dead workers", jobs=requeued)
@@ -370,9 +366,10 @@ class Worker:
         total = 0
         while True:
             moved = int(
-                self._promote(
-                    keys=[keys.retries(), keys.retry_envelopes()],
-                    args=[
+                _PROMOTE(
+                    self.client,
+                    [keys.retries(), keys.retry_envelopes()],
+                    [
                         now or time.time(),
                         rq_timestamp(),
                         JOB_FUNC,
