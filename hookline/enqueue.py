@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 from hookline import keys
 from hookline.envelope import Envelope
 from hookline.errors import HooklineError
-from hookline.lua import WRITE_JOB
+from hookline.lua import WRITE_JOB, Script
 
 #: The function every hookline job calls, importable by a stock RQ worker.
 JOB_FUNC = "workers.jobs.process"
@@ -123,6 +123,8 @@ end
 return result
 """
 )
+#: The commit script for blocking clients (EVALSHA, loaded again after NOSCRIPT).
+_COMMIT = Script(_SCRIPT)
 
 
 def rq_timestamp(when: datetime | None = None) -> str:
@@ -263,10 +265,10 @@ class Enqueuer:
     """Commits batches with a blocking client (workers, replays, command-line tools)."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._script = client.register_script(_SCRIPT)
+        self._client = client
 
     def commit(self, batch: Sequence[Pending]) -> list[Outcome]:
         """Commit ``batch`` atomically and return each event's outcome, in order."""
         script_keys, args, order = _arguments(batch)
-        raw = self._script(keys=script_keys, args=args)
+        raw = _COMMIT(self._client, script_keys, args)
         return _outcomes(order, raw)

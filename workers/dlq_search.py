@@ -20,6 +20,7 @@ import redis
 
 from hookline import keys
 from hookline.connection import as_str
+from hookline.lua import Script
 from workers.deadletter import DeadLetter, DeadLetters
 
 #: Most entries one server-side step passes over (bounds how long Redis is busy).
@@ -148,6 +149,7 @@ while true do
   end
 end
 """
+_PAGE_SCRIPT = Script(_PAGE)
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _GLOB = frozenset("*?")
@@ -287,7 +289,6 @@ class Search:
 
     def __init__(self, dead_letters: DeadLetters) -> None:
         self.client: redis.Redis = dead_letters.client
-        self._page = self.client.register_script(_PAGE)
 
     def _plan(self, flt: Filter) -> tuple[str, bool, bool]:
         """The index to walk, and whether source and type remain to be checked."""
@@ -324,9 +325,10 @@ class Search:
             step = SCAN_STEP if max_scan is None else min(SCAN_STEP, max_scan - scanned)
             if step <= 0:
                 break
-            reply = self._page(
-                keys=[index, keys.dlq_search()],
-                args=[
+            reply = _PAGE_SCRIPT(
+                self.client,
+                [index, keys.dlq_search()],
+                [
                     low,
                     high,
                     cursor.score if cursor else "",
