@@ -15,6 +15,7 @@ from bench import BenchError
 #: Benchmark name -> module holding its ``main(argv) -> int``.
 BENCHMARKS: dict[str, str] = {
     "receiver": "bench.receiver",
+    "durability": "bench.durability",
     "dlq": "bench.dlq",
     "worker": "bench.worker",
     "faults": "bench.faults",

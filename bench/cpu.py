@@ -51,7 +51,7 @@ class CpuMeter:
     """Readings taken at the start of a run, to subtract at its end."""
 
     server_pid: int
-    redis_pid: int
+    redis_pids: tuple[int, ...]
     server: float
     redis: float
     children: float
@@ -60,7 +60,7 @@ class CpuMeter:
     def stop(self, seconds: float, requests: int) -> CpuShare:
         """Shares over the ``seconds`` since :func:`start`, given the requests answered."""
         server = _process(self.server_pid) - self.server
-        redis = _process(self.redis_pid) - self.redis
+        redis = sum(_process(pid) for pid in self.redis_pids) - self.redis
         wrk = _children() - self.children
         machine = _machine() - self.machine
         return CpuShare(
@@ -72,14 +72,17 @@ class CpuMeter:
         )
 
 
-def start(server_pid: int, redis_pid: int) -> CpuMeter | None:
-    """Take the starting readings, or ``None`` where ``/proc`` is not available."""
+def start(server_pid: int, *redis_pids: int) -> CpuMeter | None:
+    """Take the starting readings, or ``None`` where ``/proc`` is not available.
+
+    Redis's share is that of every process in ``redis_pids`` (a primary and its replicas).
+    """
     try:
         return CpuMeter(
             server_pid,
-            redis_pid,
+            redis_pids,
             _process(server_pid),
-            _process(redis_pid),
+            sum(_process(pid) for pid in redis_pids),
             _children(),
             _machine(),
         )

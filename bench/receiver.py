@@ -81,15 +81,13 @@ class Options:
     wait_replicas: int
 
 
-def parse_options(argv: Sequence[str]) -> Options:
-    """Parse ``argv`` (the arguments after ``receiver``)."""
-    parser = argparse.ArgumentParser(
-        prog="./run bench receiver",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_load_arguments(parser: argparse.ArgumentParser, measured: str) -> None:
+    """Add the options of the load: rounds, wrk's duration, warm-up, connections, threads.
+
+    ``measured`` names what each round measures once (``target``, ``setting``).
+    """
     parser.add_argument(
-        "--rounds", type=int, default=3, help="times each target is measured, in turn (3)"
+        "--rounds", type=int, default=3, help=f"times each {measured} is measured, in turn (3)"
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds measured (10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up (2)")
@@ -101,6 +99,23 @@ def parse_options(argv: Sequence[str]) -> Options:
         default=40_000,
         help="requests/s the pool of signed events is sized for (40000)",
     )
+
+
+def check_load_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with a usage error unless the options of :func:`add_load_arguments` make sense."""
+    counts = (args.rounds, args.duration, args.connections, args.threads, args.max_rate)
+    if min(counts) < 1 or args.warmup < 0:
+        parser.error("rounds, durations, connections, threads and --max-rate must be positive")
+
+
+def parse_options(argv: Sequence[str]) -> Options:
+    """Parse ``argv`` (the arguments after ``receiver``)."""
+    parser = argparse.ArgumentParser(
+        prog="./run bench receiver",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_load_arguments(parser, "target")
     parser.add_argument(
         "--targets",
         default="bare,naive,hookline",
@@ -126,9 +141,7 @@ def parse_options(argv: Sequence[str]) -> Options:
     unknown = sorted(set(names) - {t.name for t in TARGETS})
     if unknown or not names:
         parser.error(f"--targets: unknown {', '.join(unknown) or '(none given)'}")
-    counts = (args.rounds, args.duration, args.connections, args.threads, args.max_rate)
-    if min(counts) < 1 or args.warmup < 0:
-        parser.error("rounds, durations, connections, threads and --max-rate must be positive")
+    check_load_arguments(parser, args)
     return Options(
         rounds=args.rounds,
         duration=args.duration,
@@ -145,7 +158,8 @@ def parse_options(argv: Sequence[str]) -> Options:
     )
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
+    """Tell the person waiting what the run is doing (on stderr, so stdout stays the result)."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -190,8 +204,8 @@ def _command(
 
 
 @dataclass(frozen=True, slots=True)
-class _Bench:
-    """What every run shares."""
+class Bench:
+    """What a run measures against: its options, tools, request pools and Redis."""
 
     options: Options
     wrk: str
@@ -199,7 +213,8 @@ class _Bench:
     warmup_pool: Pool
     pool: Pool
     redis_url: str
-    redis_pid: int
+    #: The Redis processes whose CPU is reported as Redis's.
+    redis_pids: tuple[int, ...]
     client: redis.Redis
 
 
@@ -211,7 +226,7 @@ def _stored(target: Target, client: redis.Redis) -> Stored | None:
     return None
 
 
-def _measure(target: Target, bench: _Bench) -> Measured:
+def measure(target: Target, bench: Bench) -> Measured:
     """Serve ``target``, warm it up, empty Redis, measure, stop it, count what it stored.
 
     Each wrk run reads the pool's files from their start: every run sends the same ids,
@@ -223,7 +238,7 @@ def _measure(target: Target, bench: _Bench) -> Measured:
     env = {k: v for k, v in os.environ.items() if k not in (CONFIG_ENV, REDIS_URL_ENV)}
     url = f"http://127.0.0.1:{port}/hooks/stripe"
     bench.client.flushall()
-    _progress(f"  ({target.key}) {target.label}: port {port}")
+    progress(f"  ({target.key}) {target.label}: port {port}")
     with Server(argv, port, bench.work / f"{target.name}.log", env) as server:
         if opts.warmup:
             run_wrk(
@@ -236,7 +251,7 @@ def _measure(target: Target, bench: _Bench) -> Measured:
             )
             time.sleep(SETTLE)
         bench.client.flushall()
-        meter = cpu.start(server.pid, bench.redis_pid)
+        meter = cpu.start(server.pid, *bench.redis_pids)
         began = time.monotonic()
         result = run_wrk(
             bench.wrk,
@@ -249,22 +264,22 @@ def _measure(target: Target, bench: _Bench) -> Measured:
         share = meter.stop(time.monotonic() - began, result.requests) if meter else None
     # The server has exited: whatever it was still committing is in Redis now.
     measured = Measured(target, result, _stored(target, bench.client), share)
-    _progress(
+    progress(
         f"      {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
     )
     return measured
 
 
-def _rounds(targets: Sequence[Target], bench: _Bench) -> list[list[Measured]]:
+def _rounds(targets: Sequence[Target], bench: Bench) -> list[list[Measured]]:
     """Measure every target in turn, round after round."""
     rounds = []
     for n in range(1, bench.options.rounds + 1):
-        _progress(f"round {n} of {bench.options.rounds}")
-        rounds.append([_measure(target, bench) for target in targets])
+        progress(f"round {n} of {bench.options.rounds}")
+        rounds.append([measure(target, bench) for target in targets])
     return rounds
 
 
-def _revision() -> str | None:
+def revision() -> str | None:
     """The commit measured, ``-dirty`` when the work tree has changes, if git can tell."""
     try:
         done = subprocess.run(
@@ -279,9 +294,10 @@ def _revision() -> str | None:
     return done.stdout.strip() or None
 
 
-def _settings(opts: Options, pool: Pool) -> dict[str, Any]:
+def run_settings(opts: Options, pool: Pool) -> dict[str, Any]:
+    """What a run was measured under, for its report: revision, load, pool, machine."""
     return {
-        "revision": _revision(),
+        "revision": revision(),
         "rounds": opts.rounds,
         "duration": opts.duration,
         "warmup": opts.warmup,
@@ -311,6 +327,49 @@ def _wait_for_replicas(url: str, count: int, timeout: float = 30.0) -> None:
         client.close()
 
 
+def write_pools(work: Path, opts: Options) -> tuple[Pool, Pool]:
+    """Sign the warm-up's events and the measurement's, enough for ``opts.max_rate``."""
+    per_thread = pool_size(opts.duration, opts.max_rate, opts.threads)
+    progress(f"signing {per_thread * opts.threads:,} events for up to {opts.max_rate:,} req/s")
+    warm = pool_size(opts.warmup, opts.max_rate, opts.threads) if opts.warmup else 1
+    warmup_pool = write_pool(work / "warmup", tag="w", threads=opts.threads, per_thread=warm)
+    pool = write_pool(work / "pool", tag="m", threads=opts.threads, per_thread=per_thread)
+    return warmup_pool, pool
+
+
+def start_redis(
+    stack: contextlib.ExitStack, directory: Path, appendfsync: str, replicas: int = 0
+) -> tuple[EmbeddedRedis, list[EmbeddedRedis]]:
+    """Start a redis-server in ``directory`` and ``replicas`` replicas of it beside it.
+
+    They stop when ``stack`` closes. Returns once every replica is attached and in sync.
+    """
+    primary = stack.enter_context(
+        EmbeddedRedis(directory, appendfsync=appendfsync, extra=("--repl-diskless-sync-delay", "0"))
+    )
+    copies = [
+        stack.enter_context(
+            EmbeddedRedis(
+                directory.parent / f"replica-{n}",
+                appendfsync=appendfsync,
+                extra=("--replicaof", "127.0.0.1", str(primary.port)),
+            )
+        )
+        for n in range(replicas)
+    ]
+    _wait_for_replicas(primary.url, replicas)
+    return primary, copies
+
+
+def save_results(document: dict[str, Any], benchmark: str) -> None:
+    """Write ``document`` to :data:`RESULTS_DIR`, named after ``benchmark`` and the time."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    saved = RESULTS_DIR / f"{benchmark}-{stamp}.json"
+    saved.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    progress(f"saved {saved}")
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark: 0 when every run's pool sufficed and its stored count checks out."""
     opts = parse_options(argv)
@@ -318,46 +377,25 @@ def main(argv: Sequence[str]) -> int:
     targets = [t for t in TARGETS if t.name in opts.targets]
     with tempfile.TemporaryDirectory(prefix="hookline-bench-") as tmp:
         work = Path(tmp)
-        per_thread = pool_size(opts.duration, opts.max_rate, opts.threads)
-        _progress(f"signing {per_thread * opts.threads:,} events for up to {opts.max_rate:,} req/s")
-        warm = pool_size(opts.warmup, opts.max_rate, opts.threads) if opts.warmup else 1
-        warmup_pool = write_pool(work / "warmup", tag="w", threads=opts.threads, per_thread=warm)
-        pool = write_pool(work / "pool", tag="m", threads=opts.threads, per_thread=per_thread)
+        warmup_pool, pool = write_pools(work, opts)
         with contextlib.ExitStack() as stack:
-            server = stack.enter_context(
-                EmbeddedRedis(
-                    work / "redis",
-                    appendfsync=opts.appendfsync,
-                    extra=("--repl-diskless-sync-delay", "0"),
-                )
-            )
+            server, _ = start_redis(stack, work / "redis", opts.appendfsync, opts.wait_replicas)
             assert server.process is not None  # started by entering
-            for n in range(opts.wait_replicas):
-                stack.enter_context(
-                    EmbeddedRedis(
-                        work / f"replica-{n}",
-                        appendfsync=opts.appendfsync,
-                        extra=("--replicaof", "127.0.0.1", str(server.port)),
-                    )
-                )
-            _wait_for_replicas(server.url, opts.wait_replicas)
             client = redis.Redis.from_url(server.url)
-            bench = _Bench(
-                opts, wrk, work, warmup_pool, pool, server.url, server.process.pid, client
+            # Only the primary's CPU, as this benchmark has always reported it: a replica's
+            # falls under "other processes".
+            bench = Bench(
+                opts, wrk, work, warmup_pool, pool, server.url, (server.process.pid,), client
             )
             try:
                 rounds = _rounds(targets, bench)
             finally:
                 client.close()
-    settings = _settings(opts, pool)
+    settings = run_settings(opts, pool)
     document = as_json(settings, rounds)
     print(json.dumps(document, indent=2) if opts.json else table(settings, rounds))
     if opts.save:
-        RESULTS_DIR.mkdir(exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        saved = RESULTS_DIR / f"receiver-{stamp}.json"
-        saved.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        _progress(f"saved {saved}")
+        save_results(document, "receiver")
     runs = [m for measured in rounds for m in measured]
     valid = all(m.consistent is not False and not m.wrk.exhausted for m in runs)
     return 0 if valid else 1

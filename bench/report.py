@@ -220,7 +220,7 @@ def _rounds(numbers: Sequence[int]) -> str:
     return f"round{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
 
 
-def _which(summaries: Sequence[Summary], rounds_of: Callable[[Summary], list[int]]) -> str:
+def which_rounds(summaries: Sequence[Summary], rounds_of: Callable[[Summary], list[int]]) -> str:
     """``(a) round 2, (c) rounds 1, 3``: each target's rounds that ``rounds_of`` picks."""
     found = [(s.target.key, rounds_of(s)) for s in summaries]
     return ", ".join(f"({key}) {_rounds(numbers)}" for key, numbers in found if numbers)
@@ -262,7 +262,8 @@ def _ratio_lines(rounds: Sequence[Round], exhausted: bool) -> list[str]:
     return ["medians of the per-round ratios:", verdict, *spread]
 
 
-def _cpu_lines(settings: dict[str, Any], summaries: Sequence[Summary]) -> list[str]:
+def cpu_lines(settings: dict[str, Any], summaries: Sequence[Summary]) -> list[str]:
+    """Each target's median CPU shares, and a warning when other processes were busy."""
     shares = [(s.target.key, s.cpu) for s in summaries if s.cpu is not None]
     if not shares:
         return []
@@ -272,7 +273,7 @@ def _cpu_lines(settings: dict[str, Any], summaries: Sequence[Summary]) -> list[s
         f"redis {c.redis:.2f}, wrk {c.wrk:.2f}, other processes {c.other:.2f}"
         for key, c in shares
     ]
-    noisy = _which(summaries, lambda s: s.noisy)
+    noisy = which_rounds(summaries, lambda s: s.noisy)
     if noisy:
         lines.append(
             f"  WARNING: other processes were busy during {noisy}: "
@@ -292,7 +293,7 @@ def _stored_text(m: Measured, s: Stored) -> str:
     return f"{what} in Redis; {w.answered_2xx:,} answered 2xx, {w.unanswered} unanswered"
 
 
-def _check_lines(summary: Summary) -> list[str]:
+def check_lines(summary: Summary) -> list[str]:
     """A line of totals over the rounds, then one per round that mismatched."""
     runs = [(n, m, m.stored) for n, m in enumerate(summary.runs, start=1) if m.stored is not None]
     if not runs:
@@ -313,12 +314,12 @@ def _check_lines(summary: Summary) -> list[str]:
 def table(settings: dict[str, Any], rounds: Sequence[Round]) -> str:
     """A human-readable table of the run: medians, per-round ratios, CPU, checks."""
     summaries = summarise(rounds)
-    exhausted = _which(summaries, lambda s: s.exhausted)
-    checks = [line for s in summaries for line in _check_lines(s)]
+    exhausted = which_rounds(summaries, lambda s: s.exhausted)
+    checks = [line for s in summaries for line in check_lines(s)]
     sections = [
         _figures(settings, summaries),
         _ratio_lines(rounds, bool(exhausted)),
-        _cpu_lines(settings, summaries),
+        cpu_lines(settings, summaries),
         ["stored vs answered, checked after every run:", *checks] if checks else [],
         [
             f"WARNING: the request pool ran out for {exhausted}: "
