@@ -337,6 +337,14 @@ def write_pools(work: Path, opts: Options) -> tuple[Pool, Pool]:
     return warmup_pool, pool
 
 
+#: No automatic AOF rewrite. Nothing drains the queue during a benchmark, so Redis grows by
+#: hundreds of MB a run, and each automatic rewrite compresses all of it in a forked child
+#: (seconds of CPU on a 2-core machine, taken from the receiver under test while the bare
+#: app, which writes nothing, never pays it). In service, workers keep the queue short and
+#: rewrites cheap. Every write still goes to the append-only file, fsynced as configured.
+NO_AOF_REWRITE = ("--auto-aof-rewrite-percentage", "0")
+
+
 def start_redis(
     stack: contextlib.ExitStack, directory: Path, appendfsync: str, replicas: int = 0
 ) -> tuple[EmbeddedRedis, list[EmbeddedRedis]]:
@@ -345,14 +353,18 @@ def start_redis(
     They stop when ``stack`` closes. Returns once every replica is attached and in sync.
     """
     primary = stack.enter_context(
-        EmbeddedRedis(directory, appendfsync=appendfsync, extra=("--repl-diskless-sync-delay", "0"))
+        EmbeddedRedis(
+            directory,
+            appendfsync=appendfsync,
+            extra=("--repl-diskless-sync-delay", "0", *NO_AOF_REWRITE),
+        )
     )
     copies = [
         stack.enter_context(
             EmbeddedRedis(
                 directory.parent / f"replica-{n}",
                 appendfsync=appendfsync,
-                extra=("--replicaof", "127.0.0.1", str(primary.port)),
+                extra=("--replicaof", "127.0.0.1", str(primary.port), *NO_AOF_REWRITE),
             )
         )
         for n in range(replicas)
