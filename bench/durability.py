@@ -45,6 +45,7 @@ from bench.receiver import (
     Options,
     add_load_arguments,
     check_load_arguments,
+    load_options,
     measure,
     progress,
     run_settings,
@@ -82,17 +83,9 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument("--no-save", action="store_true", help=f"do not write {RESULTS_DIR}/")
     args = parser.parse_args(argv)
     check_load_arguments(parser, args)
-    return Options(
-        rounds=args.rounds,
-        duration=args.duration,
-        warmup=args.warmup,
-        connections=args.connections,
-        threads=args.threads,
-        max_rate=args.max_rate,
-        targets=("hookline",),
-        log_level=args.log_level,
-        json=args.json,
-        save=not args.no_save,
+    return load_options(
+        args,
+        ("hookline",),
         appendfsync=SETTINGS[0].appendfsync,
         wait_replicas=SETTINGS[0].wait_replicas,
     )

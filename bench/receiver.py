@@ -142,6 +142,16 @@ def parse_options(argv: Sequence[str]) -> Options:
     if unknown or not names:
         parser.error(f"--targets: unknown {', '.join(unknown) or '(none given)'}")
     check_load_arguments(parser, args)
+    return load_options(
+        args, names, appendfsync=args.appendfsync, wait_replicas=max(0, args.wait_replicas)
+    )
+
+
+def load_options(
+    args: argparse.Namespace, targets: tuple[str, ...], *, appendfsync: str, wait_replicas: int
+) -> Options:
+    """:class:`Options` from arguments added by :func:`add_load_arguments` and the output
+    flags (``--log-level``, ``--json``, ``--no-save``)."""
     return Options(
         rounds=args.rounds,
         duration=args.duration,
@@ -149,12 +159,12 @@ def parse_options(argv: Sequence[str]) -> Options:
         connections=args.connections,
         threads=args.threads,
         max_rate=args.max_rate,
-        targets=names,
+        targets=targets,
         log_level=args.log_level,
         json=args.json,
         save=not args.no_save,
-        appendfsync=args.appendfsync,
-        wait_replicas=max(0, args.wait_replicas),
+        appendfsync=appendfsync,
+        wait_replicas=wait_replicas,
     )
 
 

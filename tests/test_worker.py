@@ -385,19 +385,24 @@ class FlushScriptsWhenHandled:
         """Do nothing."""
 
 
+def flushing_processor(redis_url: str, r: redis.Redis) -> Processor:
+    """A processor whose observer empties Redis's script cache after each handled event."""
+    settings = worker_settings(redis_url)
+    return Processor(
+        r,
+        settings,
+        load_router(settings.workers.handlers),
+        "w-flush",
+        observer=FlushScriptsWhenHandled(r),
+        use_alarm=False,
+    )
+
+
 class TestScriptCacheEmptied:
     def test_ignored_event_is_counted_once(self, redis_url: str, r: redis.Redis) -> None:
         """An event ignored right after Redis lost its scripts is marked done and counted
         once: the outcome write run again after NOSCRIPT does not count it twice."""
-        settings = worker_settings(redis_url)
-        processor = Processor(
-            r,
-            settings,
-            load_router(settings.workers.handlers),
-            "w-flush",
-            observer=FlushScriptsWhenHandled(r),
-            use_alarm=False,
-        )
+        processor = flushing_processor(redis_url, r)
         result = processor.run_job([envelope("first"), envelope("orphan", source="nobody")])
         assert (result.handled, result.ignored) == (1, 1)
         assert r.hget(keys.ignored(), "nobody") == b"1"
@@ -409,15 +414,7 @@ class TestScriptCacheEmptied:
     ) -> None:
         """An event dead-lettered right after Redis lost its scripts is one dead letter,
         counted once, its lease released."""
-        settings = worker_settings(redis_url)
-        processor = Processor(
-            r,
-            settings,
-            load_router(settings.workers.handlers),
-            "w-flush",
-            observer=FlushScriptsWhenHandled(r),
-            use_alarm=False,
-        )
+        processor = flushing_processor(redis_url, r)
         result = processor.run_job([envelope("first"), envelope("doomed", permanent=True)])
         assert (result.handled, result.dead) == (1, 1)
         dead_letters = DeadLetters(r)
