@@ -12,10 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # A regular (not editable) install; the sources are not kept in the image.
 COPY pyproject.toml README.md /src/
-COPY config /src/config
 COPY hookline /src/hookline
-COPY ingest /src/ingest
-COPY workers /src/workers
 RUN pip install /src && rm -rf /src
 
 # hookline needs no privilege and writes nothing to disk. A numeric USER lets Kubernetes'

@@ -17,7 +17,7 @@ from aiohttp import web
 from rq import Queue
 
 from hookline.errors import VerificationError
-from ingest.schemes import get_scheme
+from hookline.ingest.schemes import get_scheme
 
 #: The RQ queue the naive receiver enqueues to.
 NAIVE_QUEUE = "naive"

@@ -29,13 +29,14 @@ from pathlib import Path
 import orjson
 import redis
 
-from hookline import keys
-from hookline.connection import EmbeddedRedis, as_str
+from hookline.dlq.ops import Bulk, Selection, stats
+from hookline.dlq.search import Filter, Search
+from hookline.dlq.store import DeadLetters
 from hookline.envelope import Envelope
-from workers.deadletter import DeadLetters
-from workers.dlq_ops import Bulk, Selection, stats
-from workers.dlq_search import Filter, Search
-from workers.runner import parse_job_data
+from hookline.redis import keys
+from hookline.redis.connection import as_str
+from hookline.redis.embedded import EmbeddedRedis
+from hookline.workers.runner import parse_job_data
 
 #: The ratio of the large to the small case aimed at.
 TARGET_RATIO = 3.0

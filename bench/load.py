@@ -83,9 +83,9 @@ from bench.worker import RESULTS_DIR, ROOT, write_config
 from bench.worker_handlers import LATENCY_SOURCE
 from bench.worker_latency import CONNECTIONS, WARMUP_RATE, WARMUP_SECONDS, stop
 from bench.wrk import find_wrk
-from config.settings import CONFIG_ENV, REDIS_URL_ENV
-from hookline import keys
-from hookline.connection import EmbeddedRedis, free_port
+from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV
+from hookline.redis import keys
+from hookline.redis.embedded import EmbeddedRedis, free_port
 
 #: Seconds the worker processes get to register.
 START_TIMEOUT = 30.0

@@ -18,7 +18,7 @@ import redis
 
 from bench import BenchError
 from bench.worker_cpu import TICK, cpu_seconds, proc_stat, process_tree
-from hookline import keys
+from hookline.redis import keys
 
 #: Keys deleted per round trip when clearing markers.
 _CHUNK = 1000

@@ -35,7 +35,7 @@ from bench.worker_latency import (
     wait_handled,
 )
 from bench.wrk import WrkResult
-from config.settings import DEFAULT_QUEUE
+from hookline.config.settings import DEFAULT_QUEUE
 
 #: Worker processes under the one ``hookline work`` supervisor, as the issue asks.
 WORKER_PROCESSES = 2

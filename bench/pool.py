@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ingest.schemes import get_scheme
+from hookline.ingest.schemes import get_scheme
 
 #: The signing secret of the benchmark's Stripe source (a throwaway, not a real one).
 SECRET = "whsec_hookline_bench_only"

@@ -46,8 +46,8 @@ from bench.report import Measured, Target, as_json, table
 from bench.servers import Server
 from bench.stored import Stored, hookline_events, rq_jobs
 from bench.wrk import find_wrk, run_wrk
-from config.settings import CONFIG_ENV, DEFAULT_QUEUE, REDIS_URL_ENV
-from hookline.connection import EmbeddedRedis, free_port
+from hookline.config.settings import CONFIG_ENV, DEFAULT_QUEUE, REDIS_URL_ENV
+from hookline.redis.embedded import EmbeddedRedis, free_port
 
 TARGETS = (
     Target("a", "bare", "bare aiohttp (read body, 202)"),

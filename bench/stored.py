@@ -8,8 +8,8 @@ from typing import cast
 import orjson
 import redis
 
-from hookline import keys
 from hookline.envelope import Envelope
+from hookline.redis import keys
 
 #: Job hashes read per round trip.
 _CHUNK = 1000

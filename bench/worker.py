@@ -6,7 +6,7 @@ same ~1.5 KB Stripe ``invoice.paid`` payload (a distinct id each) everywhere:
   (1) stock RQ: N jobs of one payload each, enqueued with ``rq.Queue.enqueue_many``
       (JSON serializer) to a no-op function, drained by one
       ``rq worker -w rq.worker.SimpleWorker --burst -S rq.serializers.JSONSerializer``;
-  (2) hookline: N events committed with ``hookline.enqueue.Enqueuer`` B per job (as
+  (2) hookline: N events committed with ``hookline.redis.commit.Enqueuer`` B per job (as
       the receiver's group commit makes them under load), and again one per job (the
       worst case: a receiver at low concurrency), each drained by one
       ``hookline work --burst --processes 1`` with a no-op ``@on`` handler;
@@ -49,11 +49,11 @@ from bench.worker_handlers import LATENCY_SOURCE, NOOP_SOURCE, rq_noop
 from bench.worker_latency import WARMUP_RATE, WARMUP_SECONDS, Latency, run_latency
 from bench.worker_report import Results, Summary, table
 from bench.wrk import find_wrk
-from config.settings import CONFIG_ENV, DEFAULT_DEDUPE_WINDOW, DEFAULT_QUEUE, REDIS_URL_ENV
-from hookline import keys
-from hookline.connection import EmbeddedRedis, free_port
-from hookline.enqueue import Enqueuer, Pending
+from hookline.config.settings import CONFIG_ENV, DEFAULT_DEDUPE_WINDOW, DEFAULT_QUEUE, REDIS_URL_ENV
 from hookline.envelope import Envelope
+from hookline.redis import keys
+from hookline.redis.commit import Enqueuer, Pending
+from hookline.redis.embedded import EmbeddedRedis, free_port
 
 #: Where results are saved (git-ignored).
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -25,7 +25,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
 from bench import BenchError
 from bench.worker_cpu import CpuReading, CpuUse, process_tree, read_cpu
-from hookline import keys
+from hookline.redis import keys
 
 #: Seconds between two probes of a queue's progress (the timing resolution).
 PROBE_INTERVAL = 0.002

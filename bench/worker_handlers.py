@@ -13,8 +13,8 @@ from typing import Any
 
 import redis
 
-from config.settings import REDIS_URL_ENV
-from workers.handlers import Event, on
+from hookline.config.settings import REDIS_URL_ENV
+from hookline.workers.handlers import Event, on
 
 #: Source of the events whose handler does nothing (throughput runs).
 NOOP_SOURCE = "noop"

@@ -33,7 +33,7 @@ from bench.servers import Server
 from bench.worker_cpu import CpuUse, process_tree, read_cpu
 from bench.worker_handlers import LATENCY_KEY, LATENCY_SOURCE
 from bench.wrk import RESULT_MARK, WrkResult
-from hookline import keys
+from hookline.redis import keys
 
 #: The wrk script that paces the requests.
 SCRIPT = Path(__file__).with_name("worker_load.lua")

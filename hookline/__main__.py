@@ -1,5 +1,5 @@
 """``python -m hookline``."""
 
-from hookline.cli import main
+from hookline.cli.main import main
 
 main()

@@ -34,8 +34,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from hookline import keys
-from hookline.connection import as_str
+from hookline.redis import keys
+from hookline.redis.connection import as_str
 
 #: Label value for a request to a source that is not configured.
 UNKNOWN_SOURCE = "_unknown"

@@ -18,7 +18,8 @@ from typing import Any, Self
 import orjson
 import redis
 
-from hookline.connection import EmbeddedRedis, as_str, find_redis_server, free_port
+from hookline.redis.connection import as_str
+from hookline.redis.embedded import EmbeddedRedis, find_redis_server, free_port
 from tests.ledger_handlers import EFFECTS, FAILURES, LEDGER_ENV, runs_key
 from tests.live import HOOKLINE, clean_env, wait_until_healthy
 from tests.worker_support import children_of

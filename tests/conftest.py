@@ -9,9 +9,9 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
-from config.settings import Settings, parse_settings
-from hookline.connection import EmbeddedRedis
-from ingest.app import create_app
+from hookline.config.settings import Settings, parse_settings
+from hookline.ingest.app import create_app
+from hookline.redis.embedded import EmbeddedRedis
 
 STRIPE_SECRET = "whsec_test_secret"
 SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import redis
 
+from hookline.dlq.store import DeadLetter, DeadLetters
 from hookline.envelope import Envelope
 from tests.conftest import SOURCES
-from workers.deadletter import DeadLetter, DeadLetters
 
 #: The console token every console test configures.
 TOKEN = "console-token-for-tests-4f9b2c"

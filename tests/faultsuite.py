@@ -22,9 +22,10 @@ from pathlib import Path
 
 import redis
 
-from config.settings import DEFAULT_QUEUE
-from hookline import keys
-from hookline.connection import EmbeddedRedis
+from hookline.config.settings import DEFAULT_QUEUE
+from hookline.dlq.store import DeadLetters
+from hookline.redis import keys
+from hookline.redis.embedded import EmbeddedRedis
 from tests.cluster import Ledger, Receiver, WorkerFleet, write_pipeline_config
 from tests.load import Delivery, SteadyLoad
 from tests.reconcile import (
@@ -36,7 +37,6 @@ from tests.reconcile import (
     Run,
     reconcile,
 )
-from workers.deadletter import DeadLetters
 
 #: Names of the scheduled faults.
 KILL_WORKER = "kill-worker"

@@ -12,7 +12,7 @@ import time
 import redis
 
 from hookline.errors import PermanentError
-from workers.handlers import Event, on
+from hookline.workers.handlers import Event, on
 
 _clients: dict[str, redis.Redis] = {}
 

@@ -9,9 +9,9 @@ from typing import Any, cast
 import orjson
 import redis
 
-from hookline import keys
 from hookline.envelope import Envelope
-from ingest.schemes import get_scheme
+from hookline.ingest.schemes import get_scheme
+from hookline.redis import keys
 
 
 def signed(

@@ -18,7 +18,7 @@ import time
 
 import redis
 
-from workers.handlers import Event, on
+from hookline.workers.handlers import Event, on
 
 #: Environment variable naming the ledger Redis (a plain ``redis://`` URL).
 LEDGER_ENV = "HOOKLINE_TEST_LEDGER_URL"

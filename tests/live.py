@@ -20,9 +20,9 @@ from types import TracebackType
 
 from aiohttp import web
 
-from config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings
-from hookline.connection import free_port
-from ingest.app import create_app
+from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings
+from hookline.ingest.app import create_app
+from hookline.redis.embedded import free_port
 
 #: The installed ``hookline`` console script of the interpreter running the tests.
 HOOKLINE = str(Path(sys.executable).with_name("hookline"))

@@ -9,9 +9,10 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from hookline.check import Finding, check_redis, render, run_checks
-from hookline.cli import main
-from hookline.connection import EmbeddedRedis, free_port, mask_url
+from hookline.cli.check import Finding, check_redis, render, run_checks
+from hookline.cli.main import main
+from hookline.redis.connection import mask_url
+from hookline.redis.embedded import EmbeddedRedis, free_port
 from tests.cluster import SentinelServer
 
 from .conftest import GITHUB_SECRET, STRIPE_SECRET

@@ -19,10 +19,10 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from hookline import keys
-from hookline.cli import DEV_CONFIG, main
-from hookline.connection import EmbeddedRedis, free_port
-from ingest.server import SHUTDOWN_GRACE
+from hookline.cli.main import DEV_CONFIG, main
+from hookline.ingest.server import SHUTDOWN_GRACE
+from hookline.redis import keys
+from hookline.redis.embedded import EmbeddedRedis, free_port
 from tests.conftest import GITHUB_SECRET, SHOPIFY_SECRET, SLACK_SECRET, STRIPE_SECRET, SW_SECRET
 from tests.helpers import queued_envelopes, signed, stripe_event
 from tests.live import HOOKLINE, ServeProcess, clean_env, wait_until_healthy

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from config.settings import (
+from hookline.config.settings import (
     CONFIG_ENV,
     DEFAULT_DEDUPE_WINDOW,
     REDIS_URL_ENV,
@@ -19,10 +19,10 @@ from config.settings import (
     parse_settings,
 )
 from hookline.errors import ConfigError
-from ingest.app import create_app
+from hookline.ingest.app import create_app
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.toml"
-DEV = Path(__file__).resolve().parent.parent / "config" / "dev.toml"
+DEV = Path(__file__).resolve().parent.parent / "hookline" / "config" / "dev.toml"
 
 #: The environment variables config/example.toml reads its secrets from.
 EXAMPLE_ENV = {

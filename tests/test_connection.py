@@ -9,7 +9,7 @@ import redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from hookline.connection import async_client
+from hookline.redis.connection import async_client
 
 #: Arguments of every type a command may carry, and some text hiredis must encode alike.
 ARGS: list[tuple[Any, ...]] = [

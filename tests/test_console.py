@@ -17,17 +17,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 
-from hookline import keys
-from hookline.cli import main
-from hookline.connection import free_port
+from hookline.cli.main import main
 from hookline.console.app import create_console_app
 from hookline.console.operations import MAX_RUNNING
 from hookline.console.security import COOKIE
+from hookline.dlq.store import DeadLetters, entry_id
 from hookline.errors import ConfigError
+from hookline.redis import keys
+from hookline.redis.embedded import free_port
 from tests.conftest import make_settings
 from tests.console_support import TOKEN, csrf_of, kill, listed_event_ids, table
 from tests.helpers import queued_envelopes
-from workers.deadletter import DeadLetters, entry_id
 
 Client = TestClient[Any, Any]
 Form = list[tuple[str, str]]

@@ -19,11 +19,11 @@ import pytest
 import redis
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
-from hookline.connection import free_port
+from hookline.dlq.store import DeadLetters
+from hookline.redis.embedded import free_port
 from tests.console_support import TOKEN, kill
 from tests.helpers import queued_envelopes
 from tests.live import HOOKLINE, clean_env
-from workers.deadletter import DeadLetters
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -18,8 +18,8 @@ import click
 import pytest
 import yaml
 
-from hookline.check import check_config, check_sources
-from hookline.cli import main
+from hookline.cli.check import check_config, check_sources
+from hookline.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -222,7 +222,7 @@ class TestComposeConfiguration:
         findings += check_sources(settings)
         assert [f for f in findings if f.level == "error"] == []
         assert {"stripe", "github"} <= set(settings.sources)
-        assert settings.workers.handlers == ("workers.demo",)
+        assert settings.workers.handlers == ("hookline.workers.demo",)
 
     @pytest.mark.parametrize("name", APP_SERVICES)
     def test_every_env_secret_is_passed_through(self, name: str) -> None:

@@ -21,11 +21,17 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from hookline import keys
-from hookline.cli import main
-from hookline.connection import EmbeddedRedis, as_str, free_port
-from hookline.dlq_format import age
+from hookline.cli.main import main
+from hookline.dlq.files import atomic_file
+from hookline.dlq.format import age
+from hookline.dlq.ops import Pacer
+from hookline.dlq.search import Filter, Search, glob_match
+from hookline.dlq.store import DeadLetter, DeadLetters, entry_id
 from hookline.envelope import Envelope
+from hookline.redis import keys
+from hookline.redis.connection import as_str
+from hookline.redis.embedded import EmbeddedRedis, free_port
+from hookline.workers.runner import parse_job_data
 from tests.worker_support import (
     ROOT,
     drain,
@@ -35,11 +41,6 @@ from tests.worker_support import (
     worker_settings,
     write_config,
 )
-from workers.deadletter import DeadLetter, DeadLetters, entry_id
-from workers.dlq_files import atomic_file
-from workers.dlq_ops import Pacer
-from workers.dlq_search import Filter, Search, glob_match
-from workers.runner import parse_job_data
 
 #: The command, as a process.
 HOOKLINE = [sys.executable, "-m", "hookline"]

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import redis
 
-from hookline import keys
-from hookline.connection import EmbeddedRedis
+from hookline.redis import keys
+from hookline.redis.embedded import EmbeddedRedis
+from hookline.workers.supervisor import HEALTHY_RUN
 from tests.cluster import SOURCE, Ledger, WorkerFleet, write_pipeline_config
 from tests.faultsuite import SuiteOptions, run_suite, unsettled
 from tests.load import REFUSED, TIMEOUT, Delivery
@@ -29,7 +30,6 @@ from tests.reconcile import (
     reconcile,
 )
 from tests.worker_support import enqueue, envelope, wait_for
-from workers.supervisor import HEALTHY_RUN
 
 
 class TestFaultSuite:

@@ -7,7 +7,7 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from hookline.lua import Script, run_pipeline
+from hookline.redis.scripts import Script, run_pipeline
 
 # KEYS: a list. ARGV: a value. Appends it; returns the list's length.
 _APPEND = Script("return redis.call('RPUSH', KEYS[1], ARGV[1])")

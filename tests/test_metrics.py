@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hookline.connection import EmbeddedRedis, free_port
-from ingest.app import METRICS
+from hookline.ingest.app import METRICS
+from hookline.redis.embedded import EmbeddedRedis, free_port
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import signed, stripe_event
 from tests.worker_support import (

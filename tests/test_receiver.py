@@ -14,12 +14,13 @@ import redis
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from hookline import keys
-from hookline.connection import EmbeddedRedis, as_str
-from hookline.enqueue import Enqueuer, Outcome, Pending
 from hookline.envelope import Envelope
+from hookline.ingest.app import METRICS
 from hookline.logs import JsonLines, LoopBatchedStream
-from ingest.app import METRICS
+from hookline.redis import keys
+from hookline.redis.commit import Enqueuer, Outcome, Pending
+from hookline.redis.connection import as_str
+from hookline.redis.embedded import EmbeddedRedis
 from tests.conftest import (
     GITHUB_SECRET,
     SHOPIFY_SECRET,
@@ -546,7 +547,7 @@ class TestQueueFormat:
         assert queue.count == 1
         assert b"rq:queue:hookline" in r.smembers("rq:queues")
         job = Job.fetch(queue.job_ids[0], connection=r, serializer="json")
-        assert job.func_name == "workers.jobs.process"
+        assert job.func_name == "hookline.workers.jobs.process"
         assert job.origin == "hookline"
         [envelope] = job.args[0]
         assert envelope["id"] == "evt_rq"

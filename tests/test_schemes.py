@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from hookline.errors import TimestampError, VerificationError
-from ingest.schemes import SCHEME_NAMES, Scheme, get_scheme
+from hookline.ingest.schemes import SCHEME_NAMES, Scheme, get_scheme
 
 NOW = 1_700_000_000
 TOLERANCE = 300.0

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from hookline import keys
-from hookline.connection import EmbeddedRedis, sync_client
+from hookline.redis import keys
+from hookline.redis.connection import sync_client
+from hookline.redis.embedded import EmbeddedRedis
 from tests.cluster import (
     SOURCE,
     Ledger,

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import orjson
 
-from hookline.connection import free_port
-from tests.cluster import WorkerFleet, write_pipeline_config
-from tests.worker_support import wait_for
-from workers.supervisor import (
+from hookline.redis.embedded import free_port
+from hookline.workers.supervisor import (
     FIRST_RESTART_PAUSE,
     HEALTHY_RUN,
     MAX_RESTART_PAUSE,
     RestartBackoff,
 )
+from tests.cluster import WorkerFleet, write_pipeline_config
+from tests.worker_support import wait_for
 
 #: How long a worker that dies at start-up has run: well inside its start-up.
 AT_START = 0.1

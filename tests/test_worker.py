@@ -15,8 +15,13 @@ import orjson
 import pytest
 import redis
 
-from hookline import keys
-from hookline.connection import EmbeddedRedis, as_str
+from hookline.dlq.store import DeadLetters, entry_id
+from hookline.redis import keys
+from hookline.redis.connection import as_str
+from hookline.redis.embedded import EmbeddedRedis
+from hookline.workers.handlers import Event, load_router
+from hookline.workers.runner import CRASH_LIMIT, Processor, parse_job_data
+from hookline.workers.worker import HEARTBEAT_TTL, Worker
 from tests.worker_support import (
     children_of,
     drain,
@@ -29,10 +34,6 @@ from tests.worker_support import (
     worker_settings,
     write_config,
 )
-from workers.deadletter import DeadLetters, entry_id
-from workers.handlers import Event, load_router
-from workers.runner import CRASH_LIMIT, Processor, parse_job_data
-from workers.worker import HEARTBEAT_TTL, Worker
 
 
 def attempts_of(r: redis.Redis, event_id: str) -> list[int]:
@@ -153,7 +154,7 @@ class TestRetries:
 
     def test_per_source_retry_policy_wins(self, redis_url: str, r: redis.Redis) -> None:
         """A source's own retry table overrides the global one."""
-        from config.settings import parse_settings
+        from hookline.config.settings import parse_settings
         from tests.worker_support import worker_config
 
         cfg = worker_config(redis_url)

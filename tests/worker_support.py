@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 import redis
 
-from config.settings import Settings, parse_settings
-from hookline import keys
-from hookline.connection import as_str
-from hookline.enqueue import Enqueuer, Pending
+from hookline.config.settings import Settings, parse_settings
 from hookline.envelope import Envelope
-from workers.worker import Worker
+from hookline.redis import keys
+from hookline.redis.commit import Enqueuer, Pending
+from hookline.redis.connection import as_str
+from hookline.workers.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = "tests.handlers_for_tests"

@@ -18,9 +18,9 @@ from aiohttp import web
 
 from hookline.console.operations import BusyError, Kind, Operation
 from hookline.console.pages import DLQ, OPERATIONS, filter_fields, read_filter, render, when
+from hookline.dlq.ops import Bulk, Selection, count
+from hookline.dlq.search import Filter
 from hookline.errors import HooklineError
-from workers.dlq_ops import Bulk, Selection, count
-from workers.dlq_search import Filter
 
 #: Seconds an action waits for its operation before answering with the progress page.
 SETTLE = 1.0

@@ -15,8 +15,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from config.settings import Settings
-from hookline.connection import sync_client
+from hookline.config.settings import Settings
 from hookline.console import actions, pages
 from hookline.console.operations import Operations
 from hookline.console.pages import (
@@ -36,9 +35,10 @@ from hookline.console.security import (
     is_loopback,
     security_headers,
 )
+from hookline.dlq.search import Search
+from hookline.dlq.store import DeadLetters
 from hookline.errors import ConfigError
-from workers.deadletter import DeadLetters
-from workers.dlq_search import Search
+from hookline.redis.connection import sync_client
 
 log = structlog.get_logger("hookline.console")
 

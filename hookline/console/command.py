@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from config.settings import CONFIG_ENV, load_settings
+from hookline.config.settings import CONFIG_ENV, load_settings
 from hookline.errors import HooklineError
 from hookline.logs import configure_logging
 

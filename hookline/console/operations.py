@@ -21,8 +21,8 @@ from typing import Literal
 
 import structlog
 
+from hookline.dlq.ops import Bulk, Progress
 from hookline.errors import HooklineError
-from workers.dlq_ops import Bulk, Progress
 
 log = structlog.get_logger("hookline.console")
 

@@ -20,15 +20,15 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from config.settings import Settings
-from hookline import keys
+from hookline.config.settings import Settings
 from hookline.console.operations import Operations
 from hookline.console.security import COOKIE, SESSION, SESSION_SECONDS, Guard
-from hookline.dlq_format import age
+from hookline.dlq.format import age
+from hookline.dlq.ops import Selection, Stats, count, make_filter, stats
+from hookline.dlq.search import Cursor, Filter, Page, Search
+from hookline.dlq.store import DeadLetter, DeadLetters
 from hookline.errors import DeadLetterError, HooklineError
-from workers.deadletter import DeadLetter, DeadLetters
-from workers.dlq_ops import Selection, Stats, count, make_filter, stats
-from workers.dlq_search import Cursor, Filter, Page, Search
+from hookline.redis import keys
 
 SETTINGS = web.AppKey("settings", Settings)
 GUARD = web.AppKey("guard", Guard)

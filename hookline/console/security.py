@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from config.settings import Settings
+from hookline.config.settings import Settings
 from hookline.errors import ConfigError
 
 #: Name of the session cookie.

@@ -23,13 +23,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.exceptions import ResponseError
 
-from hookline import keys
 from hookline.envelope import Envelope
 from hookline.errors import HooklineError
-from hookline.lua import WRITE_JOB, Script
+from hookline.redis import keys
+from hookline.redis.scripts import WRITE_JOB, Script
 
 #: The function every hookline job calls, importable by a stock RQ worker.
-JOB_FUNC = "workers.jobs.process"
+JOB_FUNC = "hookline.workers.jobs.process"
 #: RQ job timeout written into each job (seconds); hookline's own worker uses its own.
 JOB_TIMEOUT = 600
 

@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 import redis
 
-from hookline import keys
-from hookline.connection import as_str
-from hookline.lua import Script
-from workers.deadletter import DeadLetter, DeadLetters
+from hookline.dlq.store import DeadLetter, DeadLetters
+from hookline.redis import keys
+from hookline.redis.connection import as_str
+from hookline.redis.scripts import Script
 
 #: Most entries one server-side step passes over (bounds how long Redis is busy).
 SCAN_STEP = 2000

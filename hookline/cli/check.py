@@ -17,10 +17,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 
-from config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings, load_settings, parse_settings
-from hookline.connection import MASK, failure_reason, mask_url, sync_client
+from hookline.config.settings import (
+    CONFIG_ENV,
+    REDIS_URL_ENV,
+    Settings,
+    load_settings,
+    parse_settings,
+)
 from hookline.errors import ConfigError
-from ingest.app import prepare_source
+from hookline.ingest.app import prepare_source
+from hookline.redis.connection import MASK, failure_reason, mask_url, sync_client
 
 Level = Literal["error", "warning", "info", "ok"]
 

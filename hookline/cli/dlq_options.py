@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 import click
 import redis
 
-from config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
-from hookline.connection import failure_reason, mask_url, sync_client
+from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
+from hookline.dlq import ops
+from hookline.dlq.search import Filter
+from hookline.dlq.store import DeadLetters
 from hookline.errors import HooklineError
-from workers import dlq_ops as ops
-from workers.deadletter import DeadLetters
-from workers.dlq_search import Filter
+from hookline.redis.connection import failure_reason, mask_url, sync_client
 
 F = TypeVar("F", bound=Callable[..., Any])
 

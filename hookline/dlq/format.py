@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from workers.deadletter import DeadLetter
-from workers.dlq_ops import Selection, summary
+from hookline.dlq.ops import Selection, summary
+from hookline.dlq.store import DeadLetter
 
 
 def age(seconds: float) -> str:

@@ -7,7 +7,7 @@ import signal
 import threading
 from types import FrameType
 
-from config.settings import RetryPolicy
+from hookline.config.settings import RetryPolicy
 from hookline.errors import HandlerTimeout
 
 

@@ -17,19 +17,18 @@ import click
 import orjson
 import redis
 
-from hookline.dlq_format import age, describe, detail, table
-from hookline.dlq_options import (
+from hookline.cli.dlq_options import (
     config_option,
     filter_options,
     read_filter,
     read_selection,
     session,
 )
+from hookline.dlq import files, ops
+from hookline.dlq.format import age, describe, detail, table
+from hookline.dlq.search import Cursor, Search
+from hookline.dlq.store import DeadLetters
 from hookline.errors import DeadLetterError
-from workers import dlq_files as files
-from workers import dlq_ops as ops
-from workers.deadletter import DeadLetters
-from workers.dlq_search import Cursor, Search
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar

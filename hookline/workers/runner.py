@@ -24,14 +24,14 @@ import redis
 import structlog
 from redis.client import Pipeline
 
-from config.settings import DEFAULT_DEDUPE_WINDOW, Settings
-from hookline import keys
+from hookline.config.settings import DEFAULT_DEDUPE_WINDOW, Settings
+from hookline.dlq.store import DeadLetters
 from hookline.envelope import Envelope
 from hookline.errors import PermanentError
-from hookline.lua import Script, run_pipeline
-from workers.deadletter import DeadLetters
-from workers.handlers import Event, Router
-from workers.retry import TimeLimit, backoff
+from hookline.redis import keys
+from hookline.redis.scripts import Script, run_pipeline
+from hookline.workers.handlers import Event, Router
+from hookline.workers.retry import TimeLimit, backoff
 
 log = structlog.get_logger("hookline.worker")
 

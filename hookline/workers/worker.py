@@ -23,14 +23,14 @@ import orjson
 import redis
 import structlog
 
-from config.settings import DEFAULT_DEDUPE_WINDOW, Settings
-from hookline import keys
-from hookline.connection import as_str, sync_client
-from hookline.enqueue import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
+from hookline.config.settings import DEFAULT_DEDUPE_WINDOW, Settings
 from hookline.envelope import Envelope, EnvelopeError
-from hookline.lua import WRITE_JOB, Script
-from workers.handlers import Router, load_router
-from workers.runner import Observer, Processor, parse_job_data
+from hookline.redis import keys
+from hookline.redis.commit import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
+from hookline.redis.connection import as_str, sync_client
+from hookline.redis.scripts import WRITE_JOB, Script
+from hookline.workers.handlers import Router, load_router
+from hookline.workers.runner import Observer, Processor, parse_job_data
 
 log = structlog.get_logger("hookline.worker")
 

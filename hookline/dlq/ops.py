@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from config.settings import parse_duration
+from hookline.config.settings import parse_duration
+from hookline.dlq.search import Filter, Search
+from hookline.dlq.store import DeadLetter, DeadLetters
 from hookline.envelope import Envelope
 from hookline.errors import HooklineError
-from workers.deadletter import DeadLetter, DeadLetters
-from workers.dlq_search import Filter, Search
 
 #: Most entries moved or removed in one atomic step.
 MAX_STEP = 200

@@ -24,12 +24,12 @@ from typing import Any
 import orjson
 import redis
 
-from hookline import keys
-from hookline.connection import as_str
-from hookline.enqueue import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
 from hookline.envelope import Envelope
 from hookline.errors import DeadLetterError
-from hookline.lua import WRITE_JOB, Script
+from hookline.redis import keys
+from hookline.redis.commit import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
+from hookline.redis.connection import as_str
+from hookline.redis.scripts import WRITE_JOB, Script
 
 # Lua helpers to keep the counters and indexes exact; an entry is decoded to find its
 # dimensions. Every script's ARGV starts with the layout: entry key prefix, source index

@@ -19,11 +19,7 @@ from typing import BinaryIO
 
 import orjson
 
-from hookline import keys
-from hookline.enqueue import Enqueuer, Pending
-from hookline.errors import HooklineError
-from workers.deadletter import DeadLetter, DeadLetters
-from workers.dlq_ops import (
+from hookline.dlq.ops import (
     MAX_STEP,
     Pacer,
     Progress,
@@ -33,7 +29,11 @@ from workers.dlq_ops import (
     id_batches,
     step_for,
 )
-from workers.dlq_search import Filter, Search
+from hookline.dlq.search import Filter, Search
+from hookline.dlq.store import DeadLetter, DeadLetters
+from hookline.errors import HooklineError
+from hookline.redis import keys
+from hookline.redis.commit import Enqueuer, Pending
 
 
 class ExportFileError(HooklineError):

@@ -10,10 +10,10 @@ import signal
 import structlog
 from aiohttp import web, web_runner
 
-from config.settings import Settings
+from hookline.config.settings import Settings
+from hookline.ingest.app import METRICS, READY, create_app
 from hookline.logs import LogLine
 from hookline.metrics import serve_metrics
-from ingest.app import METRICS, READY, create_app
 
 #: Seconds requests in flight get to finish once the drain delay is over; then as long
 #: again, after the listener closes, for any still running.

@@ -15,18 +15,18 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from config.settings import Settings, SourceSettings
-from hookline.connection import async_client
-from hookline.enqueue import Outcome, Pending
+from hookline.config.settings import Settings, SourceSettings
 from hookline.envelope import Envelope, utf8_text
 from hookline.errors import ConfigError, ExtractionError, TimestampError, VerificationError
+from hookline.ingest.budget import BodyBudget, BodyReservation
+from hookline.ingest.commit import GroupCommitter
+from hookline.ingest.extract import Locator, RequestFields, locators
+from hookline.ingest.readiness import RedisProbe
+from hookline.ingest.schemes import Scheme, get_scheme
 from hookline.logs import LogLine, structlog_lines
 from hookline.metrics import UNKNOWN_SOURCE, ReceiverMetrics
-from ingest.budget import BodyBudget, BodyReservation
-from ingest.commit import GroupCommitter
-from ingest.extract import Locator, RequestFields, locators
-from ingest.readiness import RedisProbe
-from ingest.schemes import Scheme, get_scheme
+from hookline.redis.commit import Outcome, Pending
+from hookline.redis.connection import async_client
 
 #: Headers kept in every envelope besides the scheme's own.
 BASE_HEADERS = ("content-type", "user-agent")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from workers.handlers import Event, on
+from hookline.workers.handlers import Event, on
 
 log = structlog.get_logger("hookline.demo")
 

@@ -1,6 +1,6 @@
 """Typed configuration shared by the receiver and the workers."""
 
-from config.settings import (
+from hookline.config.settings import (
     MetricsSettings,
     RetryPolicy,
     Secret,

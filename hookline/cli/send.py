@@ -11,10 +11,10 @@ import aiohttp
 import orjson
 from multidict import CIMultiDict
 
-from config.settings import Settings
+from hookline.config.settings import Settings
 from hookline.errors import ConfigError
-from ingest.app import prepare_source
-from ingest.extract import Locator
+from hookline.ingest.app import prepare_source
+from hookline.ingest.extract import Locator
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from hookline.metrics import WorkerMetrics
-from workers.handlers import Event
+from hookline.workers.handlers import Event
 
 
 class MetricsObserver:

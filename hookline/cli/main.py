@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings, load_settings
+from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings, load_settings
 from hookline.errors import HooklineError
 from hookline.logs import JsonLines, configure_logging
 
@@ -50,7 +50,7 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True)
 def serve(config_path: str | None, host: str | None, port: int | None, log_level: str) -> None:
     """Run the HTTP receiver."""
-    from ingest.server import serve as run
+    from hookline.ingest.server import serve as run
 
     settings = load(config_path)
     stream = configure_logging(log_level)
@@ -79,7 +79,7 @@ def send(
     config_path: str | None, source: str, event_type: str | None, data: str | None, url: str | None
 ) -> None:
     """Sign a sample event with SOURCE's scheme and first secret and POST it."""
-    from hookline.sender import build_request, post
+    from hookline.cli.send import build_request, post
 
     settings = load(config_path or (None if os.environ.get(CONFIG_ENV) else str(DEV_CONFIG)))
     body: bytes | None = None
@@ -142,8 +142,8 @@ def work(
     log_level: str,
 ) -> None:
     """Run worker processes under a supervisor that restarts any that die."""
-    from workers.handlers import load_router
-    from workers.supervisor import Supervisor
+    from hookline.workers.handlers import load_router
+    from hookline.workers.supervisor import Supervisor
 
     settings = load(config_path)
     configure_logging(log_level)
@@ -178,7 +178,7 @@ def work(
 @click.option("--port", type=int, help="Receiver port (default: server.port).")
 def dev(config_path: str | None, data_dir: str, port: int | None) -> None:
     """Run the whole pipeline locally: embedded Redis (unless configured), receiver, worker."""
-    from hookline.connection import EmbeddedRedis
+    from hookline.redis.embedded import EmbeddedRedis
 
     path = config_path or str(DEV_CONFIG)
     settings = load(path)
@@ -238,7 +238,7 @@ def check(config_path: str | None) -> None:
 
     Warnings (Redis settings that can lose events) are printed but do not fail.
     """
-    from hookline.check import has_errors, render, run_checks
+    from hookline.cli.check import has_errors, render, run_checks
 
     findings = run_checks(config_path, os.environ)
     click.echo(render(findings))
@@ -250,6 +250,6 @@ from hookline.console.command import console  # noqa: E402 -- a command kept in 
 
 main.add_command(console)
 
-from hookline.dlq_cli import dlq  # noqa: E402 -- registered last, after the group exists
+from hookline.cli.dlq import dlq  # noqa: E402 -- registered last, after the group exists
 
 main.add_command(dlq)

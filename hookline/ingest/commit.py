@@ -16,7 +16,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 import structlog
 
-from hookline.enqueue import AsyncEnqueuer, Outcome, Pending
+from hookline.redis.commit import AsyncEnqueuer, Outcome, Pending
 
 log = structlog.get_logger("hookline.ingest")
 

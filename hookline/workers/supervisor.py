@@ -21,7 +21,7 @@ from types import FrameType
 import redis
 import structlog
 
-from config.settings import Settings
+from hookline.config.settings import Settings
 
 log = structlog.get_logger("hookline.supervisor")
 
@@ -46,7 +46,7 @@ def _worker_main(
     burst: bool,
     setup: Callable[[], None] | None,
 ) -> None:
-    from workers.worker import Worker
+    from hookline.workers.worker import Worker
 
     # The fork inherited the supervisor's handlers: a SIGTERM before the worker installs
     # its own must simply end this process, which holds no work yet.
@@ -59,7 +59,7 @@ def _worker_main(
         from prometheus_client import CollectorRegistry
 
         from hookline.metrics import WorkerMetrics
-        from workers.observe import MetricsObserver
+        from hookline.workers.observe import MetricsObserver
 
         observer = MetricsObserver(WorkerMetrics(CollectorRegistry()))
     worker = Worker(
@@ -159,8 +159,8 @@ class Supervisor:
         from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        from hookline.connection import sync_client
         from hookline.metrics import RedisStateCollector, serve_metrics
+        from hookline.redis.connection import sync_client
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self._metrics_dir)

@@ -12,17 +12,17 @@ from typing import Any
 
 from rq import get_current_job
 
-from config.settings import load_settings
+from hookline.config.settings import load_settings
 from hookline.envelope import Envelope
-from workers.handlers import load_router
-from workers.runner import Processor
+from hookline.workers.handlers import load_router
+from hookline.workers.runner import Processor
 
 
 def process(envelopes: list[dict[str, Any]]) -> dict[str, int]:
     """Resolve the events of one job; returns counts by outcome."""
     job = get_current_job()
     if job is None:
-        raise RuntimeError("workers.jobs.process runs inside an RQ worker")
+        raise RuntimeError("hookline.workers.jobs.process runs inside an RQ worker")
     settings = load_settings()
     router = load_router(settings.workers.handlers)
     processor = Processor(

@@ -1,0 +1,5 @@
+"""The ``hookline`` command: serve, work, dev, send, check, dlq and console."""
+
+from hookline.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,2 @@
+"""The Redis layer: keys, connections, the embedded server, Lua scripts, the job format
+and the commit."""
