@@ -36,7 +36,7 @@ from hookline.envelope import Envelope
 from hookline.redis import keys
 from hookline.redis.connection import as_str
 from hookline.redis.embedded import EmbeddedRedis
-from hookline.workers.runner import parse_job_data
+from hookline.redis.jobs import parse_job_data
 
 #: The ratio of the large to the small case aimed at.
 TARGET_RATIO = 3.0

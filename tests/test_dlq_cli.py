@@ -31,7 +31,7 @@ from hookline.envelope import Envelope
 from hookline.redis import keys
 from hookline.redis.connection import as_str
 from hookline.redis.embedded import EmbeddedRedis, free_port
-from hookline.workers.runner import parse_job_data
+from hookline.redis.jobs import parse_job_data
 from tests.worker_support import (
     ROOT,
     drain,

@@ -19,8 +19,9 @@ from hookline.dlq.store import DeadLetters, entry_id
 from hookline.redis import keys
 from hookline.redis.connection import as_str
 from hookline.redis.embedded import EmbeddedRedis
+from hookline.redis.jobs import parse_job_data
 from hookline.workers.handlers import Event, load_router
-from hookline.workers.runner import CRASH_LIMIT, Processor, parse_job_data
+from hookline.workers.runner import CRASH_LIMIT, Processor
 from hookline.workers.worker import HEARTBEAT_TTL, Worker
 from tests.worker_support import (
     children_of,

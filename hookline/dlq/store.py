@@ -27,8 +27,8 @@ import redis
 from hookline.envelope import Envelope
 from hookline.errors import DeadLetterError
 from hookline.redis import keys
-from hookline.redis.commit import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
 from hookline.redis.connection import as_str
+from hookline.redis.jobs import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
 from hookline.redis.scripts import WRITE_JOB, Script
 
 # Lua helpers to keep the counters and indexes exact; an entry is decoded to find its

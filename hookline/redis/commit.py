@@ -1,13 +1,13 @@
 """Enqueue envelopes as RQ jobs, deduplicated, in one atomic step.
 
-Each job is a real RQ job (``rq info`` lists it; ``rq worker -S json`` can run it):
-function :data:`JOB_FUNC`, one argument, the list of envelopes it carries. Several
+Each job is a real RQ job (``rq info`` lists it; ``rq worker -S json`` can run it; its
+format is in :mod:`hookline.redis.jobs`): one argument, the list of envelopes it carries. Several
 events committed in the same round trip to the same queue, under the same depth limit,
 share one job, so that the per-job cost of RQ's bookkeeping is paid once for all of them.
 
-One Lua script commits a whole batch. It reads and checks everything before it
-writes anything, so an error leaves nothing behind, and it writes each job before
-the dedupe markers that point at it: there is never a dedupe marker without its job.
+One Lua script (``lua/commit.lua``) commits a whole batch. It reads and checks everything
+before it writes anything, so an error leaves nothing behind, and it writes each job
+before the dedupe markers that point at it: there is never a dedupe marker without its job.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -26,12 +25,8 @@ from redis.exceptions import ResponseError
 from hookline.envelope import Envelope
 from hookline.errors import HooklineError
 from hookline.redis import keys
-from hookline.redis.scripts import WRITE_JOB, Script
-
-#: The function every hookline job calls, importable by a stock RQ worker.
-JOB_FUNC = "hookline.workers.jobs.process"
-#: RQ job timeout written into each job (seconds); hookline's own worker uses its own.
-JOB_TIMEOUT = 600
+from hookline.redis.jobs import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
+from hookline.redis.scripts import load_script
 
 
 class Outcome(enum.IntEnum):
@@ -69,67 +64,10 @@ class Pending:
         return f"Pending({self.envelope!r}, {self.dedupe_ttl!r}, {self.max_depth!r})"
 
 
-# KEYS: rq:queues, then per group: queue key, job key, one dedupe key per event.
-# ARGV: created_at, group count, then per group: queue key, job id, max depth (0: none),
-#       event count, timeout, description, then per event: dedupe ttl ms (0: none), envelope.
-_SCRIPT = (
-    WRITE_JOB
-    + """
-local now, ngroups = ARGV[1], tonumber(ARGV[2])
-local result, groups = {}, {}
-local k, a, n = 2, 3, 0
-local batch_seen = {}
-for g = 1, ngroups do
-  local qkey, jkey = KEYS[k], KEYS[k + 1]
-  local qname, jid = ARGV[a], ARGV[a + 1]
-  local maxdepth, count = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local timeout, descr = ARGV[a + 4], ARGV[a + 5]
-  k, a = k + 2, a + 6
-  local qtype = redis.call('TYPE', qkey)['ok']
-  local verdict = nil
-  if qtype ~= 'list' and qtype ~= 'none' then
-    verdict = 3
-  elseif maxdepth > 0 and redis.call('LLEN', qkey) >= maxdepth then
-    verdict = 2
-  end
-  local kept, marks = {}, {}
-  for e = 1, count do
-    local skey, ttl, env = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
-    k, a, n = k + 1, a + 2, n + 1
-    if verdict then
-      result[n] = verdict
-    elseif ttl > 0 and (batch_seen[skey] or redis.call('EXISTS', skey) == 1) then
-      result[n] = 1
-    else
-      result[n] = 0
-      kept[#kept + 1] = env
-      if ttl > 0 then
-        batch_seen[skey] = true
-        marks[#marks + 1] = {skey, ttl}
-      end
-    end
-  end
-  if #kept > 0 then
-    groups[#groups + 1] = {qkey, jkey, qname, jid, timeout, descr, kept, marks}
-  end
-end
-for _, grp in ipairs(groups) do
-  local qkey, jkey, qname, jid, timeout, descr, kept, marks = unpack(grp)
-  write_job(qkey, jkey, qname, jid, now, timeout, descr, ARGV[#ARGV], kept, false)
-  for _, m in ipairs(marks) do
-    redis.call('SET', m[1], jid, 'PX', m[2])
-  end
-end
-return result
-"""
-)
-#: The commit script for blocking clients (EVALSHA, loaded again after NOSCRIPT).
-_COMMIT = Script(_SCRIPT)
-
-
-def rq_timestamp(when: datetime | None = None) -> str:
-    """A time in RQ's own string format."""
-    return (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+#: The commit script (``lua/commit.lua``): blocking clients call it by SHA1, the
+#: receiver's :class:`AsyncEnqueuer` sends its source.
+_COMMIT = load_script("commit")
+_SCRIPT = _COMMIT.source
 
 
 def _groups(batch: Sequence[Pending]) -> dict[tuple[str, int], list[int]]:

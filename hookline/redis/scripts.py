@@ -1,31 +1,78 @@
-"""Lua: fragments shared by the scripts that write RQ jobs, and calling scripts cheaply."""
+"""Lua: the scripts in ``hookline/redis/lua/``, loaded once by name, and called cheaply.
+
+Each script is one ``.lua`` file that opens with a comment documenting its KEYS, its
+ARGV and what it guarantees. :func:`load_script` reads a file once (at import of the
+module that uses it) and turns it into what Redis runs:
+
+- the opening comment is dropped, so a script sent whole (``EVAL``, as the receiver
+  sends its commit with every batch) carries no documentation bytes;
+- a line ``-- @include NAME.lua`` is replaced by the code of that file (its own opening
+  comment dropped too), which is how scripts share fragments such as ``write_job``.
+  A fragment is a file that only defines local functions; including one is plain
+  concatenation, so a script sees exactly the text Redis runs.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 from collections.abc import Callable, Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
-#: ``write_job(qkey, jkey, qname, jid, now, timeout, descr, func, envelopes)``: write one
-#: RQ job carrying ``envelopes`` (a Lua list of JSON strings) and push it onto its queue.
-WRITE_JOB = """
-local function write_job(qkey, jkey, qname, jid, now, timeout, descr, func, envelopes, front)
-  local data = '["' .. func .. '",null,[[' .. table.concat(envelopes, ',') .. ']],{}]'
-  redis.call('HSET', jkey, 'data', data, 'created_at', now, 'enqueued_at', now,
-    'origin', qname, 'status', 'queued', 'timeout', timeout, 'description', descr,
-    'worker_name', '', 'started_at', '', 'ended_at', '', 'last_heartbeat', '')
-  if front then
-    redis.call('LPUSH', qkey, jid)
-  else
-    redis.call('RPUSH', qkey, jid)
-  end
-  redis.call('SADD', 'rq:queues', qkey)
-end
-"""
+from hookline.redis import keys
+
+#: The directory of the ``.lua`` files (package data).
+LUA_DIR = resources.files("hookline.redis") / "lua"
+
+_INCLUDE = re.compile(r"^-- @include (?P<name>[a-z0-9_]+)\.lua$", re.MULTILINE)
+
+
+@functools.cache
+def lua_source(name: str) -> str:
+    """The code of ``lua/NAME.lua`` as Redis runs it: its includes expanded, its
+    opening comment dropped (read once per process)."""
+    return read_lua(LUA_DIR, name)
+
+
+def read_lua(directory: Traversable, name: str) -> str:
+    """The code of ``NAME.lua`` in ``directory``, its includes expanded from there.
+
+    Raises:
+        FileNotFoundError: when there is no such file (or an included one is missing).
+        ValueError: when files include each other in a cycle.
+    """
+    return _expand(directory, name, ())
+
+
+def _expand(directory: Traversable, name: str, including: tuple[str, ...]) -> str:
+    if name in including:
+        raise ValueError(f"Lua include cycle: {' -> '.join((*including, name))}")
+    text = (directory / f"{name}.lua").read_text(encoding="utf-8")
+    code = _without_opening_comment(text)
+    return _INCLUDE.sub(lambda m: _expand(directory, m["name"], (*including, name)), code)
+
+
+def _without_opening_comment(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    start = 0
+    while start < len(lines) and (lines[start].startswith("--") or not lines[start].strip()):
+        if _INCLUDE.match(lines[start].rstrip("\n")):
+            break
+        start += 1
+    return "".join(lines[start:])
+
+
+@functools.cache
+def load_script(name: str) -> Script:
+    """The script in ``lua/NAME.lua``, read once per process (see :func:`lua_source`)."""
+    return Script(lua_source(name))
 
 
 class Script:
@@ -108,3 +155,15 @@ def run_pipeline(
             result.add_note(f"command #{n + 1} of the pipeline: {commands[n][0][0]}")
             raise result
     return results
+
+
+#: Transitional, for the scripts still written inside ``hookline/workers/worker.py``
+#: (issue 10 moves them into ``.lua`` files and removes this): the ``write_job``
+#: fragment under its former signature, without the registry argument.
+WRITE_JOB = (
+    lua_source("write_job")
+    + f"""
+local write_job_into = write_job
+local function write_job(...) return write_job_into('{keys.RQ_QUEUES}', ...) end
+"""
+)

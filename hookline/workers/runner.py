@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
 import redis
 import structlog
 from redis.client import Pipeline
@@ -29,6 +28,7 @@ from hookline.dlq.store import DeadLetters
 from hookline.envelope import Envelope
 from hookline.errors import PermanentError
 from hookline.redis import keys
+from hookline.redis.jobs import parse_job_data as parse_job_data  # moved; worker.py imports it here
 from hookline.redis.scripts import Script, run_pipeline
 from hookline.workers.handlers import Event, Router
 from hookline.workers.retry import TimeLimit, backoff
@@ -480,9 +480,3 @@ class Processor:
 
 async def _await(result: Any) -> None:
     await result
-
-
-def parse_job_data(data: bytes) -> list[Envelope]:
-    """The envelopes carried by a hookline RQ job's ``data`` field."""
-    _func, _instance, args, _kwargs = orjson.loads(data)
-    return [Envelope.from_dict(item) for item in args[0]]

@@ -26,8 +26,8 @@ import structlog
 from hookline.config.settings import DEFAULT_DEDUPE_WINDOW, Settings
 from hookline.envelope import Envelope, EnvelopeError
 from hookline.redis import keys
-from hookline.redis.commit import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
 from hookline.redis.connection import as_str, sync_client
+from hookline.redis.jobs import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
 from hookline.redis.scripts import WRITE_JOB, Script
 from hookline.workers.handlers import Router, load_router
 from hookline.workers.runner import Observer, Processor, parse_job_data
