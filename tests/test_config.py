@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from hookline.config.settings import (
     CONFIG_ENV,
     DEFAULT_DEDUPE_WINDOW,
     REDIS_URL_ENV,
+    RetryPolicy,
     Secret,
     Settings,
+    SourceSettings,
     load_settings,
     parse_duration,
     parse_settings,
@@ -235,7 +238,7 @@ class TestConfigErrors:
             pytest.param(
                 {"sources": {"s": {"secrets": ["x"]}}},
                 {},
-                "sources.s.scheme: expected one of",
+                "sources.s.scheme: missing; set one of standard-webhooks, svix, stripe",
                 id="missing-scheme",
             ),
             pytest.param(
@@ -419,7 +422,7 @@ class TestConfigErrors:
             pytest.param(
                 {"sources": {"s": source(unhandled="drop")}},
                 {},
-                "sources.s.unhandled: expected 'ignore' or 'dead-letter', got 'drop'",
+                "sources.s.unhandled: expected one of ignore, dead-letter, got 'drop'",
                 id="bad-unhandled",
             ),
             pytest.param(
@@ -493,6 +496,106 @@ class TestConfigErrors:
             {"sources": {"s": source(secrets=["whsec_do_not_print"], tolerance="never")}}
         )
         assert "whsec_do_not_print" not in message
+
+    def test_no_secret_value_appears_wherever_it_is_misplaced(self) -> None:
+        """Secrets inline, from the environment, misplaced, mistyped or beside other errors,
+        the console token and Redis passwords: the listing names each key, no value."""
+        data = {
+            "redis": {"url": "http://user:file-redis-password@host"},
+            "console": {"token": 987654321, "port": -1},
+            "sources": {
+                "s": source(
+                    secrets=[
+                        "whsec_inline_value",
+                        {"env": "S1"},
+                        424242,
+                        {"env": "S2", "value": "table-secret-value"},
+                    ],
+                    secret="typo-key-secret",
+                    tolerance="never",
+                ),
+                "t": source(secrets="whsec_not_a_list"),
+                "u": source(scheme="nope", secrets=["u-secret-value"]),
+            },
+        }
+        env = {"S1": "env-secret-value", REDIS_URL_ENV: "ftp://:env-redis-password@h"}
+        message = error_of(data, env)
+        for key in [
+            REDIS_URL_ENV,
+            "console.token",
+            "console.port",
+            "sources.s.secrets[2]",
+            "sources.s.secrets[3]",
+            "sources.s.secret:",
+            "sources.s.tolerance",
+            "sources.t.secrets",
+            "sources.u.scheme",
+        ]:
+            assert f"\n  {key}" in message, key
+        for value in [
+            "file-redis-password",
+            "env-redis-password",
+            "987654321",
+            "whsec_inline_value",
+            "env-secret-value",
+            "424242",
+            "table-secret-value",
+            "typo-key-secret",
+            "whsec_not_a_list",
+            "u-secret-value",
+        ]:
+            assert value not in message, value
+
+    def test_messages_carry_none_of_pydantics_noise(self) -> None:
+        """A listing is hookline's lines only: no pydantic banner, URL, type tag or input."""
+        message = error_of(
+            {
+                "server": {"port": "x", "prot": 1, "keepalive_timeout": 0, "host": 5},
+                "workers": {"retry": 3, "processes": 1.5},
+                "sources": {"s": {"scheme": "hmac"}, "t": 3},
+                "metrics": [],
+            }
+        )
+        for noise in ("validation error", "pydantic", "input_type", "input_value", "[type="):
+            assert noise not in message.lower(), noise
+        assert all(line.startswith("  ") and ": " in line for line in message.splitlines()[1:])
+
+    @pytest.mark.parametrize(
+        ("data", "expected"),
+        [
+            ({"servr": {}}, "servr: unknown key; did you mean server?"),
+            ({"server": {"prot": 1}}, "server.prot: unknown key; did you mean port?"),
+            ({"sources": {"s": source(secret="x")}}, "sources.s.secret: unknown key; did you mean"),
+            (
+                {"workers": {"retry": {"max_attempt": 3}}},
+                "workers.retry.max_attempt: unknown key; did you mean max_attempts?",
+            ),
+            (
+                {"sources": {"s": source(name="other")}},
+                "sources.s.name: unknown key; expected one of dedupe_window, id, keep_headers",
+            ),
+            ({"path": "x.toml"}, "path: unknown key; expected one of console, metrics"),
+        ],
+    )
+    def test_an_unknown_key_gets_the_closest_known_one(
+        self, data: dict[str, Any], expected: str
+    ) -> None:
+        """An unknown key is named in full with the closest known key, or the known keys; the
+        attributes the loader fills in (a source's name, the file's path) are not keys."""
+        assert expected in error_of(data)
+
+    def test_a_source_retry_is_checked_with_what_it_inherits(self) -> None:
+        """A source's retry table inherits workers.retry before max_delay >= base_delay is
+        checked, so an inherited base_delay above the source's max_delay is reported there."""
+        message = error_of(
+            {
+                "workers": {"retry": {"base_delay": "1m", "max_delay": "2h"}},
+                "sources": {"s": source(retry={"max_delay": "30s"})},
+            }
+        )
+        assert message.splitlines()[1:] == [
+            "  sources.s.retry.max_delay: must be at least base_delay (60 s), got 30 s"
+        ]
 
 
 class TestParseDuration:
@@ -640,3 +743,14 @@ class TestCreateAppConfig:
         """Without redis.url, HOOKLINE_REDIS_URL or an explicit URL, create_app names the key."""
         with pytest.raises(ConfigError, match=r"redis\.url: not set"):
             create_app(Settings())
+
+
+class TestSchema:
+    def test_every_key_says_what_it_means(self) -> None:
+        """Each key of every table carries a description, the one place its meaning is said."""
+        tables = [Settings, *(f.annotation for f in Settings.model_fields.values())]
+        tables += [SourceSettings, RetryPolicy]
+        for table in tables:
+            if isinstance(table, type) and issubclass(table, BaseModel):
+                for name, field in table.model_fields.items():
+                    assert field.description, f"{table.__name__}.{name}"

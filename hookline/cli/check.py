@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -126,7 +126,7 @@ def _check_parsed(
         errors = [Finding("error", f"{path}: {p.strip()}") for p in problems or [heading]]
         return None, errors + findings
     complete = {name: src for name, src in settings.sources.items() if name not in missing}
-    return replace(settings, sources=complete), findings
+    return settings.model_copy(update={"sources": complete}), findings
 
 
 def _missing_env_secrets(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, list[str]]:

@@ -10,12 +10,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings, load_settings
+from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
 from hookline.errors import HooklineError
 from hookline.logs import JsonLines, configure_logging
+
+if TYPE_CHECKING:  # the schema (and pydantic) load with the first configuration, not --help
+    from hookline.config.settings import Settings
 
 #: The configuration ``hookline dev`` uses when none is given.
 DEV_CONFIG = Path(__file__).resolve().parent.parent / "config" / "dev.toml"
