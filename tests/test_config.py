@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
+from hookline.config.messages import key_paths
 from hookline.config.settings import (
     CONFIG_ENV,
     DEFAULT_DEDUPE_WINDOW,
@@ -43,6 +46,17 @@ def source(**fields: Any) -> dict[str, Any]:
     return {"scheme": "stripe", "secrets": ["whsec_x"], **fields}
 
 
+def keys_in(table: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """The dotted keys a parsed TOML file sets, with ``*`` for each source's name."""
+    for key, value in table.items():
+        if prefix == "sources.":
+            yield from keys_in(value, "sources.*.")
+        elif isinstance(value, dict):
+            yield from keys_in(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
 def error_of(data: dict[str, Any], env: dict[str, str] | None = None) -> str:
     """The message of the ConfigError that parsing ``data`` raises."""
     with pytest.raises(ConfigError) as info:
@@ -75,6 +89,21 @@ class TestExampleConfig:
         assert settings.workers.handler_timeout == 30
         assert settings.server.keepalive_timeout == 75
         assert settings.path == EXAMPLE
+
+    def test_example_shows_every_key_and_only_known_ones(self) -> None:
+        """config/example.toml sets every key the schema declares, and none that it does not."""
+        shown = set(keys_in(tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))))
+        declared = set(key_paths())
+        assert sorted(declared - shown) == [], "keys missing from config/example.toml"
+        assert sorted(shown - declared) == [], "keys in config/example.toml the schema lacks"
+
+    def test_the_key_list_is_derived_from_the_schema(self) -> None:
+        """The schema's key list holds nested tables, per-source keys and aliases, and leaves
+        out what the loader fills in, so the comparison above means what it says."""
+        declared = set(key_paths())
+        assert {"redis.url", "workers.retry.max_delay", "sources.*.retry.max_attempts"} <= declared
+        assert {"sources.*.id", "sources.*.type", "server.max_buffered"} <= declared
+        assert not {"path", "sources.*.name", "sources.*.id_from", "workers.retry"} & declared
 
     def test_example_receiver_builds(self) -> None:
         """Every source of the example turns into a working receiver configuration."""
