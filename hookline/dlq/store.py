@@ -1,12 +1,12 @@
 """The dead-letter queue: events that could not succeed, kept until an operator acts.
 
-Storage (keys in :mod:`hookline.keys`): each dead letter is one JSON string; a sorted
+Storage (keys in :mod:`hookline.redis.keys`): each dead letter is one JSON string; a sorted
 set indexes all of them by the time they died, and one per source and one per event
 type do the same; three hashes count them by source, by ``source/type`` and by error
 type; one hash holds each entry's short search text (source, type, error type and
 message, lower-cased), so a filtered walk never reads whole entries to test them. The
 scripts that add and remove entries keep all of it exact. Nothing expires unless a
-retention is configured. Filtered pages over these indexes are in :mod:`workers.dlq_search`.
+retention is configured. Filtered pages over these indexes are in :mod:`hookline.dlq.search`.
 
 A dead letter's id is derived from its source and event id, so the same event dead
 twice is one entry, and moving an entry back to its queue is one atomic script: a
@@ -28,94 +28,14 @@ from hookline.envelope import Envelope
 from hookline.errors import DeadLetterError
 from hookline.redis import keys
 from hookline.redis.connection import as_str
-from hookline.redis.jobs import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
-from hookline.redis.scripts import WRITE_JOB, Script
+from hookline.redis.jobs import job_layout
+from hookline.redis.scripts import load_script
 
-# Lua helpers to keep the counters and indexes exact; an entry is decoded to find its
-# dimensions. Every script's ARGV starts with the layout: entry key prefix, source index
-# prefix, type index prefix, search-text hash (source, type, error type and message,
-# separated by byte 31 and lower-cased but for the first two).
-_COUNTERS = """
-local P = {entry = ARGV[1], source = ARGV[2], type = ARGV[3], search = ARGV[4]}
-local function count(entry, delta)
-  local e = cjson.decode(entry)
-  local env = e['envelope']
-  redis.call('HINCRBY', KEYS[1], env['source'], delta)
-  redis.call('HINCRBY', KEYS[2], env['source'] .. '/' .. env['type'], delta)
-  redis.call('HINCRBY', KEYS[3], e['error_type'], delta)
-  return e
-end
-local function index(id, dead_at, e)
-  local env = e['envelope']
-  redis.call('ZADD', KEYS[4], dead_at, id)
-  redis.call('ZADD', P.source .. env['source'], dead_at, id)
-  redis.call('ZADD', P.type .. env['type'], dead_at, id)
-  redis.call('HSET', P.search, id, env['source'] .. '\\31' .. env['type'] .. '\\31' ..
-    string.lower(e['error_type']) .. '\\31' .. string.lower(e['error_message']))
-end
-local function remove(id)
-  local ekey = P.entry .. id
-  local old = redis.call('GET', ekey)
-  if not old then return nil end
-  local e = count(old, -1)
-  redis.call('DEL', ekey)
-  redis.call('ZREM', KEYS[4], id)
-  redis.call('ZREM', P.source .. e['envelope']['source'], id)
-  redis.call('ZREM', P.type .. e['envelope']['type'], id)
-  redis.call('HDEL', P.search, id)
-  return e
-end
-"""
-
-# KEYS: 3 counters, index, entry key, [lease key]
-# ARGV: layout (4), id, dead_at, entry json, [lease owner]
-_ADD = Script(
-    _COUNTERS
-    + """
-remove(ARGV[5])
-redis.call('SET', KEYS[5], ARGV[7])
-index(ARGV[5], ARGV[6], count(ARGV[7], 1))
-if KEYS[6] and redis.call('GET', KEYS[6]) == ARGV[8] then
-  redis.call('DEL', KEYS[6])
-end
-return 1
-"""
-)
-
-# KEYS: 3 counters, index. ARGV: layout (4), now, func, timeout, ids...
-_REPLAY = Script(
-    WRITE_JOB
-    + _COUNTERS
-    + """
-local moved = {}
-for i = 8, #ARGV do
-  local id = ARGV[i]
-  local e = remove(id)
-  if e then
-    local env = e['envelope']
-    env['attempts'] = {}
-    local queue = env['queue']
-    local jid = 'dlq-' .. id .. '-' .. redis.call('INCR', 'hookline:dlq:replays')
-    write_job('rq:queue:' .. queue, 'rq:job:' .. jid, queue, jid, ARGV[5], ARGV[7],
-      'hookline: replay of dead letter ' .. id, ARGV[6], {cjson.encode(env)}, false)
-    moved[#moved + 1] = id
-  end
-end
-return moved
-"""
-)
-
-# KEYS: 3 counters, index. ARGV: layout (4), ids...
-_DELETE = Script(
-    _COUNTERS
-    + """
-local removed = {}
-for i = 5, #ARGV do
-  if remove(ARGV[i]) then removed[#removed + 1] = ARGV[i] end
-end
-return removed
-"""
-)
+# The scripts (hookline/redis/lua/dlq_*.lua) keep the counters and indexes exact; they
+# share their first KEYS (the counters, the index) and ARGV (the key layout below).
+_ADD = load_script("dlq_add")
+_REPLAY = load_script("dlq_replay")
+_DELETE = load_script("dlq_delete")
 
 
 def entry_id(source: str, event_id: str) -> str:
@@ -308,8 +228,8 @@ class DeadLetters:
             return []
         moved = _REPLAY(
             self.client,
-            [*_counter_keys(), keys.dlq_index()],
-            [*_LAYOUT, rq_timestamp(), JOB_FUNC, JOB_TIMEOUT, *ids],
+            [*_counter_keys(), keys.dlq_index(), keys.RQ_QUEUES, keys.dlq_replays()],
+            [*_LAYOUT, *job_layout(), *ids],
         )
         return [as_str(m) for m in moved]
 

@@ -109,6 +109,11 @@ def dlq_entry(entry_id: str) -> str:
     return f"{PREFIX}:dlq:entry:{entry_id}"
 
 
+def dlq_replays() -> str:
+    """Counter numbering the jobs that replays write (part of each replay job's id)."""
+    return f"{PREFIX}:dlq:replays"
+
+
 def dlq_counts(dimension: str) -> str:
     """Hash of dead-letter counts by ``dimension`` (``source``, ``type`` or ``error``)."""
     return f"{PREFIX}:dlq:count:{dimension}"
