@@ -13,14 +13,10 @@ from typing import Any
 
 import orjson
 
-from hookline.errors import HooklineError
+from hookline.errors import EnvelopeError
 
 #: Envelope format version, bumped on incompatible changes.
 VERSION = 1
-
-
-class EnvelopeError(HooklineError):
-    """Raised when stored data is not a valid envelope."""
 
 
 def utf8_text(text: str) -> str:

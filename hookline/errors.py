@@ -1,4 +1,7 @@
-"""The one exception hierarchy of hookline."""
+"""The one exception hierarchy of hookline: every error it raises on purpose is here.
+
+Grouped by where it is raised, in the order an event travels.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,22 @@ class HooklineError(Exception):
     """Base class of every error hookline raises on purpose."""
 
 
+# -- configuration ----------------------------------------------------------------------
+
+
 class ConfigError(HooklineError):
     """Raised when the configuration is invalid; the message names the key and the fix."""
+
+
+# -- the receiver (hookline.ingest) -----------------------------------------------------
+
+
+class BodyTooLargeError(HooklineError):
+    """Raised when a request body is over its source's ``max_body`` (answered 413)."""
+
+
+class BodyBudgetError(HooklineError):
+    """Raised when the receiver's body budget (``server.max_buffered``) is full (503)."""
 
 
 class VerificationError(HooklineError):
@@ -23,12 +40,22 @@ class ExtractionError(HooklineError):
     """Raised when the event id or type cannot be read from a verified request."""
 
 
-class BackpressureError(HooklineError):
-    """Raised when a target queue is deeper than its configured maximum."""
+# -- the envelope and Redis (hookline.envelope, hookline.redis) -------------------------
+
+
+class EnvelopeError(HooklineError):
+    """Raised when stored data is not a valid envelope."""
+
+
+class ReplicationError(HooklineError):
+    """Raised when fewer replicas than required confirmed a commit in time."""
 
 
 class EmbeddedRedisError(HooklineError):
     """Raised when no redis-server binary can be found or started for the embedded default."""
+
+
+# -- handlers and workers (hookline.workers) --------------------------------------------
 
 
 class PermanentError(HooklineError):
@@ -43,5 +70,24 @@ class HandlerLoadError(HooklineError):
     """Raised when a configured handler module cannot be imported or registers nothing."""
 
 
+# -- dead letters and their surfaces (hookline.dlq, hookline.cli, hookline.console) -----
+
+
 class DeadLetterError(HooklineError):
     """Raised when a dead-letter operation names an entry that does not exist."""
+
+
+class FilterError(HooklineError):
+    """Raised when a dead-letter filter cannot be understood; the message says what to type."""
+
+
+class ExportFileError(HooklineError):
+    """Raised when a file given to re-inject is not an export of dead letters."""
+
+
+class ActionError(HooklineError):
+    """Raised when a console action's form cannot be acted on; the message says why."""
+
+
+class BusyError(HooklineError):
+    """Raised when the console already runs as many replays and purges as it allows."""

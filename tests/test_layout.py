@@ -198,3 +198,53 @@ class TestKeyPrefixes:
             'f"rq:{job.worker_name}"',
         ]
         assert [bool(PREFIX.search(line)) for line in caught + missed] == [True] * 4 + [False] * 3
+
+
+def _exception_classes(path: Path) -> list[ast.ClassDef]:
+    """The classes in ``path`` that derive, directly, from an exception class."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ClassDef):
+            bases = [ast.unparse(base).rsplit(".", 1)[-1] for base in node.bases]
+            if any(b.endswith(("Error", "Exception", "Timeout")) for b in bases):
+                found.append(node)
+    return found
+
+
+class TestErrors:
+    def test_every_exception_is_defined_in_the_errors_module(self) -> None:
+        """No module but hookline/errors.py defines an exception class."""
+        errors = PACKAGE / "errors.py"
+        elsewhere = [
+            f"{path.relative_to(ROOT)}:{node.lineno}: {node.name}"
+            for path in MODULES.values()
+            if path != errors
+            for node in _exception_classes(path)
+        ]
+        assert elsewhere == []
+
+    def test_the_check_finds_exception_classes(self, tmp_path: Path) -> None:
+        """A class deriving from an exception is found; another class is not."""
+        path = tmp_path / "m.py"
+        path.write_text(
+            "class A(Exception): pass\nclass B(errors.HooklineError): pass\nclass C: pass\n"
+        )
+        assert [node.name for node in _exception_classes(path)] == ["A", "B"]
+
+    def test_every_error_says_when_it_is_raised(self) -> None:
+        """Each class of the hierarchy derives from HooklineError and has a one-line
+        "Raised when/by/inside ..." docstring."""
+        from hookline import errors
+
+        classes = [
+            value
+            for value in vars(errors).values()
+            if isinstance(value, type) and issubclass(value, BaseException)
+        ]
+        assert len(classes) > 10
+        for cls in classes:
+            if cls is errors.HooklineError:
+                continue
+            assert issubclass(cls, errors.HooklineError), cls.__name__
+            doc = cls.__doc__ or ""
+            assert doc.startswith("Raised ") and "\n" not in doc, cls.__name__

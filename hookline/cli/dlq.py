@@ -28,7 +28,7 @@ from hookline.dlq import files, ops
 from hookline.dlq.format import age, describe, detail, table
 from hookline.dlq.search import Cursor, Search
 from hookline.dlq.store import DeadLetters
-from hookline.errors import DeadLetterError
+from hookline.errors import DeadLetterError, ExportFileError
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -270,7 +270,7 @@ def replay(
         if from_file:
             try:
                 reinject = files.Reinject(dead_letters, from_file, flt, rate=rate, limit=limit)
-            except files.ExportFileError as exc:
+            except ExportFileError as exc:
                 raise click.ClickException(str(exc)) from None
             if dry_run:
                 sys.exit(_dry_run_file(reinject))

@@ -18,7 +18,7 @@ from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
 from hookline.dlq import ops
 from hookline.dlq.search import Filter
 from hookline.dlq.store import DeadLetters
-from hookline.errors import HooklineError
+from hookline.errors import FilterError, HooklineError
 from hookline.redis.connection import failure_reason, mask_url, sync_client
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,7 +77,7 @@ def read_filter(
         return ops.make_filter(
             source=source, type=event_type, error=error, since=since, until=until
         )
-    except ops.FilterError as exc:
+    except FilterError as exc:
         raise click.UsageError(str(exc)) from None
 
 

@@ -16,20 +16,16 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from hookline.console.operations import BusyError, Kind, Operation
+from hookline.console.operations import Kind, Operation
 from hookline.console.pages import DLQ, OPERATIONS, filter_fields, read_filter, render, when
 from hookline.dlq.ops import Bulk, Selection, count
 from hookline.dlq.search import Filter
-from hookline.errors import HooklineError
+from hookline.errors import ActionError, BusyError, HooklineError
 
 #: Seconds an action waits for its operation before answering with the progress page.
 SETTLE = 1.0
 #: Most entries one request may name.
 MAX_SELECTED = 5000
-
-
-class ActionError(HooklineError):
-    """Raised when an action's form cannot be acted on; the message says why."""
 
 
 def parse_rate(text: str) -> float | None:

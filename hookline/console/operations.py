@@ -22,7 +22,7 @@ from typing import Literal
 import structlog
 
 from hookline.dlq.ops import Bulk, Progress
-from hookline.errors import HooklineError
+from hookline.errors import BusyError
 
 log = structlog.get_logger("hookline.console")
 
@@ -34,10 +34,6 @@ STOP_GRACE = 10.0
 MAX_RUNNING = 4
 
 Kind = Literal["replay", "purge"]
-
-
-class BusyError(HooklineError):
-    """Raised when :data:`MAX_RUNNING` operations are running already."""
 
 
 @dataclass(eq=False)

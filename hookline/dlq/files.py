@@ -31,13 +31,9 @@ from hookline.dlq.ops import (
 )
 from hookline.dlq.search import Filter, Search
 from hookline.dlq.store import DeadLetter, DeadLetters
-from hookline.errors import HooklineError
+from hookline.errors import ExportFileError, HooklineError
 from hookline.redis import keys
 from hookline.redis.commit import Enqueuer, Pending
-
-
-class ExportFileError(HooklineError):
-    """Raised when a file given to re-inject is not an export of dead letters."""
 
 
 def read_export(path: str | Path) -> Iterator[DeadLetter]:

@@ -21,7 +21,7 @@ from hookline.config.settings import parse_duration
 from hookline.dlq.search import Filter, Search
 from hookline.dlq.store import DeadLetter, DeadLetters
 from hookline.envelope import Envelope
-from hookline.errors import HooklineError
+from hookline.errors import FilterError
 
 #: Most entries moved or removed in one atomic step.
 MAX_STEP = 200
@@ -31,10 +31,6 @@ PACE_TICK = 0.2
 _TIMESTAMP_FLOOR = 1e9
 
 StopCheck = Callable[[], bool]
-
-
-class FilterError(HooklineError):
-    """Raised when a filter value cannot be understood; the message says what to type."""
 
 
 def parse_when(text: str, now: float) -> float:

@@ -17,7 +17,14 @@ from prometheus_client import CollectorRegistry
 
 from hookline.config.settings import Settings, SourceSettings
 from hookline.envelope import Envelope, utf8_text
-from hookline.errors import ConfigError, ExtractionError, TimestampError, VerificationError
+from hookline.errors import (
+    BodyBudgetError,
+    BodyTooLargeError,
+    ConfigError,
+    ExtractionError,
+    TimestampError,
+    VerificationError,
+)
 from hookline.ingest.budget import BodyBudget, BodyReservation
 from hookline.ingest.commit import GroupCommitter
 from hookline.ingest.extract import Locator, RequestFields, locators
@@ -105,14 +112,6 @@ def _error(
     return _json(status, {"error": error, "detail": detail}, headers)
 
 
-class _TooLarge(Exception):
-    pass
-
-
-class _OverBudget(Exception):
-    pass
-
-
 async def _read_body(
     request: web.Request, limit: int, held: BodyReservation, body_timeout: float
 ) -> bytes:
@@ -125,9 +124,9 @@ async def _read_body(
     length = request.content_length
     if length is not None:
         if length > limit:
-            raise _TooLarge
+            raise BodyTooLargeError
         if not held.take(length):
-            raise _OverBudget
+            raise BodyBudgetError
         if request.content.is_eof():  # the usual webhook: the whole body came with the headers
             return request.content.read_nowait()
     chunks: list[bytes] = []
@@ -136,9 +135,9 @@ async def _read_body(
         async for chunk in request.content.iter_any():
             size += len(chunk)
             if size > limit:
-                raise _TooLarge
+                raise BodyTooLargeError
             if length is None and not held.take(len(chunk)):
-                raise _OverBudget
+                raise BodyBudgetError
             chunks.append(chunk)
     return b"".join(chunks)
 
@@ -197,10 +196,10 @@ class Receiver:
             except TimeoutError:  # a client trickling its body must not hold the request forever
                 fields["outcome"] = "body-timeout"
                 return _error(408, "body-timeout", "the request body did not arrive in time")
-            except _TooLarge:
+            except BodyTooLargeError:
                 fields["outcome"] = "too-large"
                 return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
-            except _OverBudget:
+            except BodyBudgetError:
                 fields["outcome"] = "over-budget"
                 return _error(
                     503,

@@ -23,7 +23,7 @@ from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.exceptions import ResponseError
 
 from hookline.envelope import Envelope
-from hookline.errors import HooklineError
+from hookline.errors import ReplicationError
 from hookline.redis import keys
 from hookline.redis.jobs import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
 from hookline.redis.scripts import load_script
@@ -121,10 +121,6 @@ def _outcomes(order: Sequence[int], raw: Sequence[int]) -> list[Outcome]:
     for index, code in zip(order, raw, strict=True):
         result[index] = _OUTCOMES[code]
     return result
-
-
-class ReplicationError(HooklineError):
-    """Raised when fewer replicas than required confirmed a commit in time."""
 
 
 class AsyncEnqueuer:

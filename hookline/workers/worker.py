@@ -24,7 +24,8 @@ import redis
 import structlog
 
 from hookline.config.settings import DEFAULT_DEDUPE_WINDOW, Settings
-from hookline.envelope import Envelope, EnvelopeError
+from hookline.envelope import Envelope
+from hookline.errors import EnvelopeError
 from hookline.redis import keys
 from hookline.redis.connection import as_str, sync_client
 from hookline.redis.jobs import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
