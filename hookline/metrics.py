@@ -1,9 +1,12 @@
-"""Prometheus metrics: names, labels, and the collector that reads queue state from Redis.
+"""Prometheus metrics shared by both sides: label bounds, buckets, the worker metrics,
+the collector that reads queue state from Redis, and the server that exposes them.
+The receiver's own metrics are in :mod:`hookline.ingest.metrics`.
 
 Metric objects live on a :class:`prometheus_client.CollectorRegistry` owned by the
 receiver application or the worker process, never in module globals. Label values
-are bounded: unknown sources share one value, and event types beyond a cap per source
-are folded into ``_other`` (an event id is never a label).
+are bounded: unknown sources share one value (the receiver's ``UNKNOWN_SOURCE``), and
+event types beyond a cap per source are folded into ``_other`` (an event id is never a
+label).
 
 Worker processes use prometheus-client's multi-process mode: ``hookline work`` points
 ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before any metric exists, each worker
@@ -12,11 +15,9 @@ writes its own file, and the supervisor serves their sum.
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -26,19 +27,17 @@ import redis
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     make_wsgi_app,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from hookline.redis import keys
 from hookline.redis.connection import as_str
+from hookline.redis.jobs import parse_rq_timestamp
 
-#: Label value for a request to a source that is not configured.
-UNKNOWN_SOURCE = "_unknown"
 #: Label value for event types past :data:`MAX_TYPES_PER_SOURCE`.
 OTHER_TYPE = "_other"
 #: Distinct event types tracked per source before folding into ``_other``.
@@ -70,103 +69,6 @@ class TypeLabels:
             return OTHER_TYPE
 
 
-class ReceiverMetrics:
-    """What the receiver counts.
-
-    Answers are counted in a plain dictionary on the request path and turned into
-    counters when scraped (:class:`_AnswerCollector`): a prometheus-client counter takes
-    a lock per increment, and the receiver answers thousands of requests a second on
-    one thread. Only the event loop writes the counts; a scrape copies them first.
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        #: Requests answered, by (source label, status, outcome).
-        self.answers: dict[tuple[str, int, object], int] = {}
-        registry.register(_AnswerCollector(self.answers))
-        self.enqueue_seconds = Histogram(
-            "hookline_enqueue_duration_seconds",
-            "Round trip of each group commit to Redis: one observation per batch of events.",
-            buckets=FAST_BUCKETS,
-            registry=registry,
-        )
-        #: Requests being handled; a plain number the gauge reads at scrape time, since
-        #: a Gauge's locked inc/dec on every request costs more than it tells.
-        self.in_flight = 0
-        Gauge(
-            "hookline_http_requests_in_flight",
-            "Webhook requests being handled.",
-            registry=registry,
-        ).set_function(lambda: self.in_flight)
-        #: Read at scrape time from the receiver's body budget (``server.max_buffered``).
-        self.buffered_bytes = Gauge(
-            "hookline_http_buffered_bytes",
-            "Request body bytes the receiver holds, bounded by server.max_buffered.",
-            registry=registry,
-        )
-
-    def answered(self, source: str, status: int, outcome: object) -> None:
-        """Count one answered request."""
-        key = (source, status, outcome)
-        answers = self.answers
-        answers[key] = answers.get(key, 0) + 1
-
-
-#: Outcomes counted as signature failures, by the reason label they get.
-_SIGNATURE_FAILURES = {"stale": "timestamp", "bad-signature": "signature"}
-
-
-class _AnswerCollector(Collector):
-    """Request, signature-failure and duplicate counters, from the receiver's counts."""
-
-    def __init__(self, answers: dict[tuple[str, int, object], int]) -> None:
-        self._answers = answers
-
-    def describe(self) -> Iterable[CounterMetricFamily]:
-        """The families without samples: lets the registry filter scrapes by name and
-        refuse a second metric of the same name."""
-        return self._families()
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        requests, failures, duplicates = self._families()
-        by_status: collections.Counter[tuple[str, str]] = collections.Counter()
-        by_reason: collections.Counter[tuple[str, str]] = collections.Counter()
-        by_source: collections.Counter[str] = collections.Counter()
-        for (source, status, outcome), count in dict(self._answers).items():  # a copy: atomic
-            by_status[source, str(status)] += count
-            if isinstance(outcome, str) and outcome in _SIGNATURE_FAILURES:
-                by_reason[source, _SIGNATURE_FAILURES[outcome]] += count
-            elif outcome == "duplicate":
-                by_source[source] += count
-        for labels, count in sorted(by_status.items()):
-            requests.add_metric(labels, count)
-        for labels, count in sorted(by_reason.items()):
-            failures.add_metric(labels, count)
-        for source, count in sorted(by_source.items()):
-            duplicates.add_metric([source], count)
-        return [requests, failures, duplicates]
-
-    @staticmethod
-    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily]:
-        return (
-            CounterMetricFamily(
-                "hookline_http_requests",
-                "Webhook requests answered, by source and status.",
-                labels=["source", "status"],
-            ),
-            CounterMetricFamily(
-                "hookline_signature_failures",
-                "Requests refused for a bad signature or a timestamp outside tolerance.",
-                labels=["source", "reason"],
-            ),
-            CounterMetricFamily(
-                "hookline_duplicates",
-                "Deliveries of an event already accepted, by source.",
-                labels=["source"],
-            ),
-        )
-
-
 class WorkerMetrics:
     """What workers count (in multi-process mode under ``hookline work``)."""
 
@@ -193,15 +95,6 @@ class WorkerMetrics:
             buckets=LAG_BUCKETS,
             registry=registry,
         )
-
-
-def _rq_time(value: str) -> float | None:
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=UTC).timestamp()
-        except ValueError:
-            continue
-    return None
 
 
 class RedisStateCollector(Collector):
@@ -248,7 +141,7 @@ class RedisStateCollector(Collector):
                 created = (
                     self.client.hget(keys.rq_job(as_str(head)), "created_at") if head else None
                 )
-                when = _rq_time(as_str(created)) if created else None
+                when = parse_rq_timestamp(as_str(created)) if created else None
                 age.add_metric([queue], max(0.0, now - when) if when else 0.0)
             for source, count in replies[-3].items():
                 dead.add_metric([as_str(source)], float(count))

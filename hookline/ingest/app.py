@@ -28,10 +28,10 @@ from hookline.errors import (
 from hookline.ingest.budget import BodyBudget, BodyReservation
 from hookline.ingest.commit import GroupCommitter
 from hookline.ingest.extract import Locator, RequestFields, locators
+from hookline.ingest.metrics import UNKNOWN_SOURCE, ReceiverMetrics
 from hookline.ingest.readiness import RedisProbe
 from hookline.ingest.schemes import Scheme, get_scheme
 from hookline.logs import LogLine, structlog_lines
-from hookline.metrics import UNKNOWN_SOURCE, ReceiverMetrics
 from hookline.redis.commit import Outcome, Pending
 from hookline.redis.connection import async_client
 
