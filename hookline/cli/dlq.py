@@ -1,6 +1,6 @@
 """``hookline dlq``: see what died and why, then replay, purge or export it.
 
-A thin layer over :mod:`workers.dlq_ops` (shared with the console): this module runs
+A thin layer over :mod:`hookline.dlq.ops` (shared with the console): this module runs
 the commands, prints, and turns failures into messages and exit codes. The options the
 commands share, and the Redis they act on, are :mod:`hookline.dlq_options`.
 """

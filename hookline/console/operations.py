@@ -1,7 +1,7 @@
 """Replays and purges run by the console in the background, with visible progress.
 
 A replay at a chosen rate can take hours, far longer than an HTTP request, so each
-action becomes an :class:`Operation`: a :class:`workers.dlq_ops.Bulk` (the same paced,
+action becomes an :class:`Operation`: a :class:`hookline.dlq.ops.Bulk` (the same paced,
 step-by-step atomic replay or purge as ``hookline dlq``) run in a worker thread, so the
 event loop never waits on Redis or on the pacing. A progress page reads its counters
 while it runs. Stopping it, or the console going down, between two steps loses and

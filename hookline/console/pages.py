@@ -2,7 +2,7 @@
 
 Pages are rendered on the server with Jinja2, autoescaping everything: an event's body,
 headers and errors are the sender's text and reach the page only as text. Finding and
-counting entries is :mod:`workers.dlq_search` / :mod:`workers.dlq_ops`, shared with
+counting entries is :mod:`hookline.dlq.search` / :mod:`hookline.dlq.ops`, shared with
 ``hookline dlq``; a page reads a bounded number of entries whatever the queue holds.
 """
 

@@ -1,7 +1,7 @@
 """What an operator does with the dead-letter queue: select, replay, purge, export, re-inject.
 
-Shared by ``hookline dlq`` and the console (files: :mod:`workers.dlq_files`; finding
-entries: :mod:`workers.dlq_search`). Bulk operations move entries in small
+Shared by ``hookline dlq`` and the console (files: :mod:`hookline.dlq.files`; finding
+entries: :mod:`hookline.dlq.search`). Bulk operations move entries in small
 steps, each one atomic (:meth:`DeadLetters.replay` / :meth:`DeadLetters.delete`), paced
 to a rate over the whole run, so that an interruption at any point loses nothing and
 doubles nothing, and running the same operation again continues where it stopped.
