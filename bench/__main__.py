@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "worker": "bench.worker",
     "faults": "bench.faults",
     "load": "bench.load",
+    "peers": "bench.peers",
 }
 
 Main = Callable[[Sequence[str]], int]

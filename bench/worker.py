@@ -202,21 +202,23 @@ def enqueue_stock(client: redis.Redis, events: Sequence[SignedEvent]) -> None:
             pipe.execute()
 
 
-def enqueue_hookline(client: redis.Redis, events: Sequence[SignedEvent], batch: int) -> int:
+def enqueue_hookline(
+    client: redis.Redis, events: Sequence[SignedEvent], batch: int, source: str = NOOP_SOURCE
+) -> int:
     """Commit the events ``batch`` per job, as the receiver would; returns the jobs written."""
     enqueuer = Enqueuer(client)
     jobs = 0
     for chunk in _chunks(events, batch):
-        enqueuer.commit([Pending(_envelope(e), DEFAULT_DEDUPE_WINDOW) for e in chunk])
+        enqueuer.commit([Pending(_envelope(e, source), DEFAULT_DEDUPE_WINDOW) for e in chunk])
         jobs += 1
     return jobs
 
 
-def _envelope(event: SignedEvent) -> Envelope:
-    """The envelope the receiver would store for ``event``, for the no-op handler."""
+def _envelope(event: SignedEvent, source: str) -> Envelope:
+    """The envelope the receiver would store for ``event``, received from ``source``."""
     payload = orjson.loads(event.body)
     return Envelope(
-        source=NOOP_SOURCE,
+        source=source,
         id=event.id,
         type=str(payload["type"]),
         received_at=time.time(),
@@ -245,7 +247,7 @@ def _check_hookline(client: redis.Redis, expected: int) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Bench:
+class WorkerBench:
     """What every phase shares."""
 
     client: redis.Redis
@@ -263,7 +265,7 @@ class _Bench:
         return env
 
 
-def run_stock(bench: _Bench, events: Sequence[SignedEvent]) -> Drain:
+def run_stock(bench: WorkerBench, events: Sequence[SignedEvent]) -> Drain:
     """Phase (1): stock RQ, one job per event."""
     bench.client.flushall()
     enqueue_stock(bench.client, events)
@@ -287,7 +289,7 @@ def run_stock(bench: _Bench, events: Sequence[SignedEvent]) -> Drain:
     return drain
 
 
-def run_hookline(bench: _Bench, events: Sequence[SignedEvent], batch: int) -> Drain:
+def run_hookline(bench: WorkerBench, events: Sequence[SignedEvent], batch: int) -> Drain:
     """Phase (2): hookline, ``batch`` events per job."""
     bench.client.flushall()
     jobs = enqueue_hookline(bench.client, events, batch)
@@ -308,7 +310,7 @@ def run_hookline(bench: _Bench, events: Sequence[SignedEvent], batch: int) -> Dr
     return drain
 
 
-def run_end_to_end(bench: _Bench, rate: float, duration: float, tag: str) -> Latency:
+def run_end_to_end(bench: WorkerBench, rate: float, duration: float, tag: str) -> Latency:
     """Phase (3): receiver and worker together, loaded at ``rate`` events/s."""
     wrk = find_wrk()
     # Enough signed events for the whole run with room to spare: a pool that runs out
@@ -350,7 +352,7 @@ def _settings(opts: Options, body_bytes: int) -> dict[str, Any]:
     }
 
 
-def _drains(bench: _Bench, opts: Options, events: Sequence[SignedEvent]) -> list[Summary]:
+def _drains(bench: WorkerBench, opts: Options, events: Sequence[SignedEvent]) -> list[Summary]:
     """Phases (1) and (2), interleaved ``opts.repeat`` times; stock RQ first."""
     batches = list(dict.fromkeys((opts.batch, 1)))
     runs: list[list[Drain]] = [[] for _ in range(1 + len(batches))]
@@ -378,7 +380,7 @@ def main(argv: Sequence[str]) -> int:
             port = free_port()
             config = write_config(work, server.url, port)
             assert server.process is not None  # started by the with statement
-            bench = _Bench(client, server.url, server.process.pid, config, port, work)
+            bench = WorkerBench(client, server.url, server.process.pid, config, port, work)
             try:
                 stock, *hookline = _drains(bench, opts, events)
                 best = max(h.events_per_s for h in hookline)
