@@ -8,7 +8,7 @@ less the handler's wait) to the last increment, so neither the worker's start-up
 (imports, connecting, prefetching) nor its shutdown counts. At those two moments it
 reads the CPU time of the worker's process tree (children it has reaped included:
 RQ's work horses), of redis-server and of the whole machine from ``/proc``; at the
-end, each process's peak resident set (``VmHWM``). The worker is then stopped with
+end, each of its processes' peak resident set (``VmHWM``). The worker is then stopped with
 SIGTERM (its warm shutdown), and the counter must equal the jobs enqueued: a system
 that ran a job twice or lost one fails the run.
 """
@@ -73,16 +73,15 @@ def sample(worker_pid: int, redis_pid: int) -> Sample:
     return Sample(time.perf_counter(), tree_cpu(worker_pid), _own_cpu(redis_pid), machine_busy())
 
 
-def peak_rss(pid: int) -> tuple[int, int]:
-    """(sum of every live process's peak resident set in bytes, processes) of ``pid``'s tree."""
-    total, count = 0, 0
+def peak_rss(pid: int) -> tuple[int, int, int]:
+    """Peak resident sets in ``pid``'s tree, in bytes: (largest, sum, live processes)."""
+    peaks = []
     for member in process_tree(pid):
         with contextlib.suppress(OSError):
             for line in (Path("/proc") / str(member) / "status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) * 1024
-                    count += 1
-    return total, count
+                    peaks.append(int(line.split()[1]) * 1024)
+    return max(peaks, default=0), sum(peaks), len(peaks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +99,10 @@ class Run:
     worker_cpu: float
     redis_cpu: float
     others_cpu: float
-    #: Peak resident set of the worker's processes, summed, and how many there were.
+    #: Peak resident set of the largest of the worker's processes (the one running the
+    #: jobs), of all of them summed (a supervisor, say), and how many there were.
     rss_bytes: int
+    rss_all_bytes: int
     processes: int
     #: Seconds the benchmark took to enqueue the jobs (not part of the run).
     fill: float
@@ -129,6 +130,7 @@ class Run:
             events_per_s=round(self.events_per_s, 1),
             worker_us_per_event=round(self.worker_us_per_event, 1),
             rss_mb=round(self.rss_bytes / 2**20, 1),
+            rss_all_mb=round(self.rss_all_bytes / 2**20, 1),
             others_cpus_busy=round(self.others_load, 2),
         )
         return found
@@ -171,6 +173,9 @@ class Job:
     #: What the handler waits before its increment (subtracted from the first one).
     wait: float
     fill: float
+    #: End the run after this many seconds of jobs, done or not (a calibration), and
+    #: count what was done; the jobs left are not checked.
+    stop_after: float | None = None
 
 
 def measure(
@@ -200,11 +205,11 @@ def measure(
             start_new_session=True,
         )
     try:
-        first, last, rss = _watch(job, proc, client, counter, redis_pid, log)
+        first, last, rss, events = _watch(job, proc, client, counter, redis_pid, log)
     finally:
         status = stop_worker(proc)
     done = _read(client, counter)
-    if done != job.events:
+    if job.stop_after is None and done != job.events:
         raise BenchError(
             f"{job.system} ({job.kind}): the counter ended at {done} for {job.events} "
             f"jobs: {'a job ran twice' if done > job.events else 'jobs were lost'}"
@@ -215,14 +220,15 @@ def measure(
     return Run(
         system=job.system,
         kind=job.kind,
-        events=job.events,
+        events=events,
         busy=busy,
         startup=first.at - started,
         worker_cpu=worker,
         redis_cpu=redis_cpu,
         others_cpu=max(0.0, machine - worker - redis_cpu),
         rss_bytes=rss[0],
-        processes=rss[1],
+        rss_all_bytes=rss[1],
+        processes=rss[2],
         fill=job.fill,
         exit_status=status,
     )
@@ -235,8 +241,9 @@ def _watch(
     counter: str,
     redis_pid: int,
     log: Path,
-) -> tuple[Sample, Sample, tuple[int, int]]:
-    """Follow the counter until it reaches ``job.events``: the first and last samples, RSS."""
+) -> tuple[Sample, Sample, tuple[int, int, int], int]:
+    """Follow the counter until it reaches ``job.events`` (or ``job.stop_after`` passes):
+    the first and last samples, the peak RSS, and the jobs done by the last sample."""
     first: Sample | None = None
     seen, progressed = 0, time.perf_counter()
     while True:
@@ -251,14 +258,16 @@ def _watch(
             seen, progressed = done, now
             if first is None:
                 first = sample(proc.pid, redis_pid)
-        if done >= job.events and first is not None:
-            return first, sample(proc.pid, redis_pid), peak_rss(proc.pid)
+        if first is not None:
+            boxed = job.stop_after is not None and now - first.at >= job.stop_after
+            if boxed or done >= job.events:
+                return first, sample(proc.pid, redis_pid), peak_rss(proc.pid), done
         if now - progressed > STALL_TIMEOUT:
             raise BenchError(
                 f"{job.system} ({job.kind}): no job done for {STALL_TIMEOUT:g} s "
                 f"({seen} of {job.events}):\n{_tail(log)}"
             )
-        time.sleep(_interval(first, done, job.events, now))
+        time.sleep(FINE if job.stop_after is not None else _interval(first, done, job.events, now))
 
 
 def _interval(first: Sample | None, done: int, events: int, now: float) -> float:

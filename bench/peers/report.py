@@ -162,6 +162,7 @@ class Results:
             "worker_cpu_us_per_event": med(lambda r: r.worker_us_per_event),
             "redis_cpu_us_per_event": med(lambda r: r.redis_cpu / r.events * 1e6),
             "peak_rss_mb": med(lambda r: r.rss_bytes / 2**20),
+            "peak_rss_all_processes_mb": med(lambda r: r.rss_all_bytes / 2**20),
             "processes": max(r.processes for r in runs),
             "others_cpus_busy": med(lambda r: r.others_load, 2),
             "vs_best_peer": None if ratio is None else round(ratio, 3),
@@ -189,7 +190,8 @@ def _row(s: dict[str, Any], label: str) -> str:
     return (
         f"  {label:<28}{s['events_per_s']:>10,.0f}  {min(spread):>7,.0f}-{max(spread):<7,.0f}"
         f"{ratio:>8}{s['worker_cpu_s']:>9.2f}{s['worker_cpu_us_per_event']:>9,.0f}"
-        f"{s['peak_rss_mb']:>8.0f} ({s['processes']}){s['others_cpus_busy']:>8.2f}"
+        f"{s['peak_rss_mb']:>6.0f} {s['peak_rss_all_processes_mb']:>4.0f} ({s['processes']})"
+        f"{s['others_cpus_busy']:>8.2f}"
     )
 
 
@@ -232,7 +234,7 @@ def table(results: Results) -> str:
     ]
     header = (
         f"  {'system':<28}{'events/s':>10}  {'rounds min-max':<15}{'x best':>8}"
-        f"{'CPU s':>9}{'us/event':>9}{'RSS MB (procs)':>15}{'others':>8}"
+        f"{'CPU s':>9}{'us/event':>9}{'RSS MB, all (n)':>16}{'others':>8}"
     )
     for kind, title in KIND_TITLES.items():
         names = [name for name, k in results.pairs() if k == kind]
@@ -242,7 +244,8 @@ def table(results: Results) -> str:
     lines += [
         "  (events/s: first job started to last INCR, read from Redis; x best: per-round ratio",
         "   to the best peer of the same handler, median; CPU s: the worker's process tree while",
-        "   busy; RSS: peak resident set, summed over its processes; others: CPUs busy outside)",
+        "   busy; RSS: peak resident set of the process running the jobs, and of all the",
+        "   worker's n processes summed; others: CPUs kept busy by the rest of the machine)",
         "",
         "targets (issue 10):",
     ]

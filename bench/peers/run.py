@@ -42,12 +42,11 @@ from hookline.config.settings import CONFIG_ENV, load_settings
 from hookline.errors import ConfigError
 from hookline.redis.embedded import EmbeddedRedis
 
-#: What a first calibration run is sized for, from :data:`PRIOR` (seconds).
-CALIBRATE_S = 1.0
-#: A calibration run shorter than this (seconds) is repeated, sized from its own rate.
-CALIBRATE_MIN_S = 0.6
-#: Events/s guessed before calibrating, by kind: only the first calibration run's size.
-PRIOR = {"a": 1000.0, "b-sync": 300.0, "b-async": 300.0}
+#: Seconds of jobs a calibration run lasts (it stops then, whatever is left in its queue).
+CALIBRATE_S = 1.5
+#: Jobs enqueued for a calibration run, by kind: more than any system here does in
+#: :data:`CALIBRATE_S` (a faster one ends early, its rate measured all the same).
+CALIBRATE_EVENTS = {"a": 6000, "b-sync": 1500, "b-async": 4000}
 #: Fewest events in any run.
 MIN_EVENTS = 50
 #: The payload's size in bytes (a Stripe ``invoice.paid`` event, as in the other benchmarks).
@@ -175,10 +174,13 @@ class Bench:
     def size(self, system: System, kind: str, seconds: float) -> int:
         """Events for a run of ``seconds`` at the median rate learnt so far."""
         known = sorted(self.rates.get((system.name, kind), []))
-        rate = known[len(known) // 2] if known else PRIOR[kind]
-        return max(MIN_EVENTS, math.ceil(rate * seconds))
+        if not known:
+            return CALIBRATE_EVENTS[kind]
+        return max(MIN_EVENTS, math.ceil(known[len(known) // 2] * seconds))
 
-    def run(self, system: System, kind: str, events: int, tag: str) -> Run:
+    def run(
+        self, system: System, kind: str, events: int, tag: str, stop_after: float | None = None
+    ) -> Run:
         """Empty Redis, enqueue ``events`` jobs of ``kind`` for ``system``, and measure it."""
         self.client.flushall()
         chosen = self.pool(events)
@@ -188,7 +190,7 @@ class Bench:
         argv = system.argv(self.ctx, kind)
         slug = f"{system.name}-{kind}-{tag}".replace(" ", "_").replace("(", "").replace(")", "")
         result = measure(
-            Job(system.name, kind, argv, events, WAITS[kind], fill),
+            Job(system.name, kind, argv, events, WAITS[kind], fill, stop_after),
             self.client,
             COUNTER_KEY,
             redis_pid=self.redis_pid,
@@ -209,17 +211,12 @@ def pairs(opts: Options) -> list[tuple[System, str]]:
 
 
 def calibrate(bench: Bench, todo: Sequence[tuple[System, str]]) -> list[Run]:
-    """A short run of each pair, repeated once larger if it was too short to size from."""
+    """A run of :data:`CALIBRATE_S` seconds of each pair, to size its measured runs."""
     found = []
     for system, kind in todo:
-        events = bench.size(system, kind, CALIBRATE_S)
-        for attempt in range(3):
-            result = bench.run(system, kind, events, f"cal{attempt}")
-            found.append(result)
-            progress(f"  calibrate {system.name} ({kind}): {result.events_per_s:,.0f} events/s")
-            if result.busy >= CALIBRATE_MIN_S:
-                break
-            events = bench.size(system, kind, CALIBRATE_S)
+        result = bench.run(system, kind, CALIBRATE_EVENTS[kind], "cal", CALIBRATE_S)
+        found.append(result)
+        progress(f"  calibrate {system.name} ({kind}): {result.events_per_s:,.0f} events/s")
     return found
 
 
