@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import BenchError
@@ -18,17 +17,14 @@ from bench.peers.run import (
     open_bench,
     pairs,
     parse_options,
-    progress,
     settings,
     start_redis,
     temporary_work,
 )
+from bench.receiver import progress, save_results
 from bench.worker import WorkerBench, run_end_to_end, write_config
 from bench.worker_latency import Latency
 from hookline.redis.embedded import free_port
-
-#: Where results are saved (git-ignored).
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
 
 def lag_run(bench: Bench, results: Results, opts: Options) -> tuple[Latency | None, str]:
@@ -54,15 +50,6 @@ def lag_run(bench: Bench, results: Results, opts: Options) -> tuple[Latency | No
         return None, str(exc).splitlines()[0]
 
 
-def save(document: dict[str, object]) -> Path:
-    """Write ``document`` under :data:`RESULTS_DIR`, named by the time."""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    saved = RESULTS_DIR / f"peers-{stamp}.json"
-    saved.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    return saved
-
-
 def run(argv: Sequence[str], doc: str) -> int:
     """Parse ``argv``, run everything, print the table (or JSON); 0 when targets are met."""
     opts = parse_options(argv, doc)
@@ -85,5 +72,5 @@ def run(argv: Sequence[str], doc: str) -> int:
     document = results.as_json()
     print(json.dumps(document, indent=2) if opts.json else table(results))
     if opts.save:
-        progress(f"saved {save(document)}")
+        save_results(document, "peers")
     return 0 if all(t.met is not False for t in results.targets()) else 1

@@ -12,8 +12,6 @@ import argparse
 import math
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from bench.peers.systems import (
     worker_env,
 )
 from bench.pool import SECRET, write_pool
+from bench.receiver import progress, revision
 from bench.worker import SignedEvent, signed_events
 from hookline.config.settings import CONFIG_ENV, load_settings
 from hookline.errors import ConfigError
@@ -78,7 +77,7 @@ def parse_options(argv: Sequence[str], doc: str) -> Options:
     )
     names = [s.name for s in systems()]
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each pair (3)")
-    parser.add_argument("--seconds", type=float, default=5.5, help="each one lasts (5.5)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="each lasts at least (5)")
     parser.add_argument("--batch", type=int, default=16, help="hookline events per job (16)")
     parser.add_argument(
         "--systems", default=",".join(names), help=f"comma-separated subset of: {', '.join(names)}"
@@ -115,11 +114,6 @@ def parse_options(argv: Sequence[str], doc: str) -> Options:
         json=args.json,
         save=not args.no_save,
     )
-
-
-def progress(message: str) -> None:
-    """Tell the person waiting what the run is doing (stderr: stdout is the result)."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def write_hookline_config(path: Path, redis_url: str, concurrency: int) -> int | None:
@@ -172,11 +166,15 @@ class Bench:
         return self.events[:count]
 
     def size(self, system: System, kind: str, seconds: float) -> int:
-        """Events for a run of ``seconds`` at the median rate learnt so far."""
-        known = sorted(self.rates.get((system.name, kind), []))
+        """Events for a run of at least ``seconds`` unless it beats every rate seen so far.
+
+        On a shared machine a pair's rate moves from round to round with the load, so the
+        size follows its fastest run, not its median.
+        """
+        known = self.rates.get((system.name, kind))
         if not known:
             return CALIBRATE_EVENTS[kind]
-        return max(MIN_EVENTS, math.ceil(known[len(known) // 2] * seconds))
+        return max(MIN_EVENTS, math.ceil(max(known) * seconds))
 
     def run(
         self, system: System, kind: str, events: int, tag: str, stop_after: float | None = None
@@ -237,23 +235,6 @@ def measure_rounds(
                 f"{result.events_per_s:,.0f} events/s, {result.busy:.1f} s"
             )
     return found
-
-
-def revision() -> str | None:
-    """The commit being measured (with ``+`` when the work tree has changes)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return None
-    return f"{head}{'+' if dirty else ''}" if head else None
 
 
 def settings(opts: Options, concurrency: dict[str, int | None]) -> dict[str, Any]:
