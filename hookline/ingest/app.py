@@ -30,7 +30,7 @@ from hookline.ingest.commit import GroupCommitter
 from hookline.ingest.extract import Locator, RequestFields, locators
 from hookline.ingest.metrics import UNKNOWN_SOURCE, ReceiverMetrics
 from hookline.ingest.readiness import RedisProbe
-from hookline.ingest.schemes import Scheme, get_scheme
+from hookline.ingest.schemes import Answer, Key, Scheme, get_scheme
 from hookline.logs import LogLine, structlog_lines
 from hookline.redis.commit import Outcome, Pending
 from hookline.redis.connection import async_client
@@ -45,20 +45,25 @@ class PreparedSource:
 
     settings: SourceSettings
     scheme: Scheme
-    keys: tuple[bytes, ...]
+    keys: tuple[Key, ...]
     id_from: tuple[Locator, ...]
     type_from: tuple[Locator, ...]
     #: Header names kept besides the scheme's prefixes (computed once).
     keep: frozenset[str] = frozenset()
+    #: Header names never kept: they carry a secret itself (computed once).
+    hidden: frozenset[str] = frozenset()
+    #: The URL the provider posts to, for schemes that sign it (without a query string).
+    public_url: str = ""
 
     def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
         prefixes = self.scheme.header_prefixes
         extra = self.keep
+        hidden = self.hidden
         kept = {}
         for name, value in headers.items():
             low = name.lower()
-            if low in extra or low.startswith(prefixes):
+            if (low in extra or low.startswith(prefixes)) and low not in hidden:
                 # The usual header is ASCII: no call needed to make it valid UTF-8.
                 key = low if low.isascii() else utf8_text(low)
                 kept[key] = value if value.isascii() else utf8_text(value)
@@ -81,19 +86,21 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
         )
     except ValueError as exc:
         raise ConfigError(f"sources.{source.name}.scheme: {exc}") from None
-    keys = []
+    keys: list[Key] = []
     for secret in source.secrets:
         try:
             keys.append(scheme.key(secret.reveal()))
         except ValueError as exc:
             raise ConfigError(f"{secret.origin}: {exc}") from None
+    signature = (scheme.signature_header.lower(),) if scheme.signature_header else ()
     return PreparedSource(
         settings=source,
         scheme=scheme,
         keys=tuple(keys),
         id_from=locators(source.id_from or scheme.default_id),
         type_from=locators(source.type_from or scheme.default_type),
-        keep=frozenset((*BASE_HEADERS, *source.keep_headers, scheme.signature_header.lower())),
+        keep=frozenset((*BASE_HEADERS, *source.keep_headers, *signature)),
+        hidden=frozenset(scheme.secret_headers),
     )
 
 
@@ -210,7 +217,11 @@ class Receiver:
             except web.RequestPayloadError:  # e.g. a body not valid for its Content-Encoding
                 fields["outcome"] = "unreadable-body"
                 return _error(400, "unreadable-body", "the request body could not be decoded")
-            pending = _event(request.headers, source, body, fields)
+            url = ""
+            if source.scheme.signs_url:  # the URL as the provider signed it, query and all
+                _, mark, query = request.raw_path.partition("?")
+                url = source.public_url + mark + query
+            pending = _event(request.headers, source, body, fields, url)
             if isinstance(pending, web.Response):
                 return pending
             try:
@@ -237,15 +248,24 @@ class Receiver:
 _OUTCOME_NAMES = {outcome: outcome.name.lower() for outcome in Outcome}
 
 
+def _answer(answer: Answer) -> web.Response:
+    return web.Response(body=answer.body, status=answer.status, content_type=answer.content_type)
+
+
 def _event(
-    headers: Mapping[str, str], source: PreparedSource, body: bytes, fields: dict[str, object]
+    headers: Mapping[str, str],
+    source: PreparedSource,
+    body: bytes,
+    fields: dict[str, object],
+    url: str = "",
 ) -> Pending | web.Response:
     """Verify a request read whole and make its event ready to commit, or the answer
-    that refuses it."""
+    that refuses it (or a handshake's, which is answered only once it verified)."""
     now = time.time()
+    scheme = source.scheme
     try:
-        source.scheme.verify(
-            body, headers, source.keys, tolerance=source.settings.tolerance, now=now
+        key = scheme.verify(
+            body, headers, source.keys, tolerance=source.settings.tolerance, now=now, url=url
         )
     except TimestampError as exc:
         fields["outcome"] = "stale"
@@ -253,13 +273,11 @@ def _event(
     except VerificationError as exc:
         fields["outcome"] = "bad-signature"
         return _error(401, "signature", str(exc))
+    if scheme.answers_handshakes and (answer := scheme.handshake(body, headers, key)) is not None:
+        fields["outcome"] = "handshake"
+        return _answer(answer)
 
     parsed = RequestFields(headers, body)
-    if source.settings.scheme == "slack":
-        payload = parsed.body()
-        if isinstance(payload, dict) and payload.get("type") == "url_verification":
-            fields["outcome"] = "challenge"
-            return _json(200, {"challenge": payload.get("challenge", "")})
     try:
         event_id = parsed.first(source.id_from, "id")
         event_type = parsed.first(source.type_from, "type")

@@ -27,8 +27,9 @@ MAX_FIELD_LENGTH = 256
 _UNREADABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 #: A UTF-8 byte order mark.
 _BOM = b"\xef\xbb\xbf"
-#: The type of a JSON object in a simdjson document.
+#: The types of a JSON object and array in a simdjson document.
 _LazyObject = simdjson.Object
+_LazyArray = simdjson.Array
 #: Marks a document not parsed yet (``None`` is a JSON value).
 _UNREAD = object()
 
@@ -44,7 +45,8 @@ class Locator:
     text: str
     #: The header's name, or ``None`` for a body locator.
     header: str | None
-    #: The keys from the body's top-level object down to the value (body locators).
+    #: The keys from the body's top-level object down to the value (body locators); a key
+    #: of digits also indexes an array (``0.sg_event_id``: the first element's id).
     path: tuple[str, ...]
 
     @classmethod
@@ -65,9 +67,17 @@ class Locator:
         """
         value = body
         for key in self.path:
-            if type(value) is not _LazyObject and not isinstance(value, dict):
+            if type(value) is _LazyObject or isinstance(value, dict):
+                value = value.get(key)
+            elif (
+                (type(value) is _LazyArray or isinstance(value, list))
+                and key.isascii()
+                and key.isdigit()
+            ):
+                index = int(key)
+                value = value[index] if index < len(value) else None
+            else:
                 return None
-            value = value.get(key)
         return value
 
 
