@@ -1,102 +1,23 @@
-"""The signature schemes: official vectors, round trips, rejections and a fuzzing property."""
+"""The first seven signature schemes: official vectors and their particular rules.
+
+The promises every scheme keeps are in tests/test_schemes_every.py."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from hookline.errors import TimestampError, VerificationError
-from hookline.ingest.schemes import SCHEME_NAMES, Scheme, get_scheme
+from hookline.ingest.schemes import SCHEME_NAMES, get_scheme
 
 NOW = 1_700_000_000
 TOLERANCE = 300.0
 BODY = b'{"id":"evt_test_webhook","object":"event","type":"ping"}'
 NON_UTF8_BODY = b"\xff\xfe\x00\x80 not utf-8 \xc3\x28"
-
-
-@dataclass(frozen=True)
-class Case:
-    """A scheme with two usable secrets and the headers its verification requires."""
-
-    scheme: Scheme
-    secret: str
-    other_secret: str
-    required: tuple[str, ...]
-    timestamp_header: str = ""  # where a separate timestamp header exists
-
-
-CASES = [
-    Case(
-        get_scheme("standard-webhooks"),
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24=",
-        ("webhook-id", "webhook-timestamp", "webhook-signature"),
-        "webhook-timestamp",
-    ),
-    Case(
-        get_scheme("svix"),
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24=",
-        ("svix-id", "svix-timestamp", "svix-signature"),
-        "svix-timestamp",
-    ),
-    Case(get_scheme("stripe"), "whsec_test_secret", "whsec_rotated_secret", ("Stripe-Signature",)),
-    Case(get_scheme("github"), "It's a Secret", "another secret", ("X-Hub-Signature-256",)),
-    Case(get_scheme("shopify"), "hush", "hush-rotated", ("X-Shopify-Hmac-Sha256",)),
-    Case(
-        get_scheme("slack"),
-        "8f742231b10e8888abcd99yyyzzz85a5",
-        "0123456789abcdef0123456789abcdef",
-        ("X-Slack-Signature", "X-Slack-Request-Timestamp"),
-        "X-Slack-Request-Timestamp",
-    ),
-    Case(
-        get_scheme(
-            "hmac", header="X-Signature", prefix="sha512=", encoding="base64", algorithm="sha512"
-        ),
-        "generic-secret",
-        "generic-secret-2",
-        ("X-Signature",),
-    ),
-]
-IDS = [case.scheme.name for case in CASES]
-TIMESTAMPED = [case for case in CASES if case.scheme.uses_timestamp]
-
-
-def signed(case: Case, body: bytes = BODY, *, timestamp: int = NOW) -> CIMultiDict[str]:
-    """Return the headers ``case``'s provider would send for ``body``."""
-    key = case.scheme.key(case.secret)
-    return CIMultiDict(case.scheme.sign(body, key, timestamp=timestamp, msg_id="msg_1"))
-
-
-def verify(
-    case: Case, body: bytes, headers: Mapping[str, str], *secrets: str, now: float = NOW
-) -> None:
-    """Verify with ``secrets`` (default: the case's secret) at ``now``."""
-    keys = [case.scheme.key(s) for s in secrets or (case.secret,)]
-    case.scheme.verify(body, headers, keys, tolerance=TOLERANCE, now=now)
-
-
-def with_timestamp(case: Case, raw: str | None) -> CIMultiDict[str]:
-    """Return signed headers with the timestamp replaced by ``raw``, or removed if ``None``."""
-    headers = signed(case)
-    if case.scheme.name == "stripe":
-        new = "" if raw is None else f"t={raw},"
-        headers["Stripe-Signature"] = headers["Stripe-Signature"].replace(f"t={NOW},", new)
-    elif raw is None:
-        del headers[case.timestamp_header]
-    else:
-        headers[case.timestamp_header] = raw
-    return headers
 
 
 def one_off(value: str) -> str:
@@ -433,15 +354,7 @@ class TestGetScheme:
 
     def test_every_name(self) -> None:
         """Every listed name gives a scheme of that name."""
-        assert SCHEME_NAMES == (
-            "standard-webhooks",
-            "svix",
-            "stripe",
-            "github",
-            "shopify",
-            "slack",
-            "hmac",
-        )
+        assert len(SCHEME_NAMES) == len(set(SCHEME_NAMES)) >= 25
         for name in SCHEME_NAMES:
             assert get_scheme(name, header="X-Sig").name == name
 
@@ -482,170 +395,3 @@ class TestGetScheme:
             "X-Hub-Signature-256",
             "X-GitHub-Delivery",
         }
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-class TestEveryScheme:
-    """Promises every scheme keeps."""
-
-    def test_round_trip(self, case: Case) -> None:
-        """What a scheme signs, it verifies."""
-        verify(case, BODY, signed(case))
-
-    def test_non_utf8_body(self, case: Case) -> None:
-        """A body that is not UTF-8 signs and verifies: it is bytes."""
-        verify(case, NON_UTF8_BODY, signed(case, NON_UTF8_BODY))
-
-    def test_empty_body(self, case: Case) -> None:
-        """An empty body signs and verifies."""
-        verify(case, b"", signed(case, b""))
-
-    def test_lower_case_header_names(self, case: Case) -> None:
-        """Header names are matched case-insensitively."""
-        verify(case, BODY, CIMultiDict({k.lower(): v for k, v in signed(case).items()}))
-
-    def test_tampered_body(self, case: Case) -> None:
-        """A body changed by one byte is rejected."""
-        with pytest.raises(VerificationError, match="signature matched"):
-            verify(case, BODY + b" ", signed(case))
-
-    def test_one_character_off(self, case: Case) -> None:
-        """A signature one character off is rejected."""
-        headers = signed(case)
-        sig = case.scheme.signature_header
-        headers[sig] = one_off(headers[sig])
-        with pytest.raises(VerificationError, match="signature"):
-            verify(case, BODY, headers)
-
-    def test_wrong_secret(self, case: Case) -> None:
-        """A signature made with another secret is rejected."""
-        with pytest.raises(VerificationError, match="signature matched"):
-            verify(case, BODY, signed(case), case.other_secret)
-
-    def test_rotation(self, case: Case) -> None:
-        """With two keys configured, a signature by the second one is accepted."""
-        verify(case, BODY, signed(case), case.other_secret, case.secret)
-
-    def test_no_keys(self, case: Case) -> None:
-        """With no key configured nothing verifies."""
-        with pytest.raises(VerificationError, match="no secret"):
-            case.scheme.verify(BODY, signed(case), [], tolerance=TOLERANCE, now=NOW)
-
-    def test_missing_headers(self, case: Case) -> None:
-        """Removing any required header, or all of them, is rejected with VerificationError."""
-        with pytest.raises(VerificationError, match="missing"):
-            verify(case, BODY, CIMultiDict())
-        for name in case.required:
-            headers = signed(case)
-            del headers[name]
-            with pytest.raises(VerificationError, match=f"missing {name}"):
-                verify(case, BODY, headers)
-
-    def test_messages_never_reveal_secrets(self, case: Case) -> None:
-        """Error messages never contain the secret, the key, a signature or the body."""
-        body = b"secret-body-content"
-        good = signed(case, body)
-        forbidden = [case.secret, case.other_secret, body.decode(), *good.values()]
-        for secret in (case.secret, case.other_secret):
-            key = case.scheme.key(secret)
-            forbidden += [key.hex(), repr(key), base64.b64encode(key).decode()]
-        attempts = [
-            (body, case.other_secret, NOW),  # wrong secret
-            (body + b"!", case.secret, NOW),  # tampered body
-            (body, case.secret, NOW + 10_000),  # stale: only timestamped schemes refuse it
-        ]
-        messages = []
-        for data, secret, now in attempts:
-            try:
-                verify(case, data, good, secret, now=now)
-            except VerificationError as exc:
-                messages.append(str(exc))
-        assert len(messages) == (3 if case.scheme.uses_timestamp else 2)
-        for message in messages:
-            assert message
-            assert not [value for value in forbidden if value in message]
-
-
-@pytest.mark.parametrize("case", TIMESTAMPED, ids=[c.scheme.name for c in TIMESTAMPED])
-class TestTimestamps:
-    """Replay protection for the schemes that sign a timestamp."""
-
-    def test_within_tolerance(self, case: Case) -> None:
-        """A timestamp up to the tolerance in the past or the future is accepted."""
-        for offset in (-300, -1, 0, 1, 300):
-            verify(case, BODY, signed(case, timestamp=NOW + offset))
-
-    def test_too_old(self, case: Case) -> None:
-        """A timestamp further in the past than the tolerance is rejected."""
-        with pytest.raises(TimestampError, match="old"):
-            verify(case, BODY, signed(case, timestamp=NOW - 301))
-
-    def test_too_far_in_the_future(self, case: Case) -> None:
-        """A timestamp further in the future than the tolerance is rejected."""
-        with pytest.raises(TimestampError, match="future"):
-            verify(case, BODY, signed(case, timestamp=NOW + 301))
-
-    def test_missing_timestamp(self, case: Case) -> None:
-        """A request without its timestamp is rejected as a timestamp problem."""
-        with pytest.raises(TimestampError):
-            verify(case, BODY, with_timestamp(case, None))
-
-    @pytest.mark.parametrize(
-        "raw", ["", "abc", "1.7e9", "-1", " 1700000000", "\u0661\u0667" + "\u0660" * 8, "9" * 5000]
-    )
-    def test_malformed_timestamp(self, case: Case, raw: str) -> None:
-        """A timestamp that is not plain ASCII unix seconds is rejected as a timestamp problem."""
-        with pytest.raises(TimestampError, match="malformed"):
-            verify(case, BODY, with_timestamp(case, raw))
-
-
-HEADER_NAMES = sorted(
-    {name for case in CASES for name in case.required} | {"X-GitHub-Delivery", "Content-Type"}
-)
-FRAGMENTS = [
-    "v1,",
-    "v1=",
-    "v0=",
-    "v2,",
-    "t=",
-    "sha256=",
-    "sha512=",
-    ",",
-    " ",
-    "=",
-    "==",
-    "\t",
-    str(NOW),
-    "msg_1",
-    "abc",
-    "zz",
-    "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
-    "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
-    "\udc80",  # what aiohttp makes of a non-UTF-8 header byte
-    "\ud800",  # a lone surrogate no header byte can produce
-    "é",
-]
-ANY_TEXT = st.text() | st.text(st.characters(categories=["Cs"]))
-VALUES = ANY_TEXT | st.lists(st.sampled_from(FRAGMENTS) | ANY_TEXT).map("".join)
-HEADERS = st.dictionaries(st.sampled_from(HEADER_NAMES) | ANY_TEXT, VALUES)
-
-
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-class TestFuzzing:
-    """Whatever arrives, verification fails only with VerificationError."""
-
-    @given(headers=HEADERS, body=st.binary())
-    def test_random_headers_and_bodies(
-        self, case: Case, headers: dict[str, str], body: bytes
-    ) -> None:
-        """Random header dicts and bodies never raise anything but VerificationError."""
-        with contextlib.suppress(VerificationError):
-            verify(case, body, CIMultiDict(headers))
-
-    @given(name=st.sampled_from(HEADER_NAMES), value=VALUES, body=st.binary())
-    def test_one_mangled_header(self, case: Case, name: str, value: str, body: bytes) -> None:
-        """A signed request with one header replaced fails only with VerificationError."""
-        headers = signed(case, body)
-        headers[name] = value
-        with contextlib.suppress(VerificationError):
-            verify(case, body, headers)

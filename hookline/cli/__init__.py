@@ -1,4 +1,4 @@
-"""The ``hookline`` command: serve, work, dev, send, check, dlq and console."""
+"""The ``hookline`` command: serve, work, dev, send, keygen, check, dlq and console."""
 
 from hookline.cli.main import main
 

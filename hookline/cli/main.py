@@ -79,10 +79,21 @@ def serve(config_path: str | None, host: str | None, port: int | None, log_level
 @click.option("--type", "event_type", help="Event type (default: hookline.test).")
 @click.option("--data", help="Body: JSON text, or @FILE to read it from a file.")
 @click.option("--url", help="Receiver URL (default: from server.host/port and SOURCE).")
+@click.option(
+    "--private-key",
+    envvar="HOOKLINE_PRIVATE_KEY",
+    help="Sign with this private key (from `hookline keygen SCHEME`) instead of a secret.",
+)
 def send(
-    config_path: str | None, source: str, event_type: str | None, data: str | None, url: str | None
+    config_path: str | None,
+    source: str,
+    event_type: str | None,
+    data: str | None,
+    url: str | None,
+    private_key: str | None,
 ) -> None:
-    """Sign a sample event with SOURCE's scheme and first secret and POST it."""
+    """Sign a sample event as SOURCE's provider would (first secret, or --private-key)
+    and POST it."""
     from hookline.cli.send import build_request, post
 
     settings = load(config_path or (None if os.environ.get(CONFIG_ENV) else str(DEV_CONFIG)))
@@ -96,7 +107,9 @@ def send(
         else:
             body = data.encode()
     try:
-        request = build_request(settings, source, event_type=event_type, data=body, url=url)
+        request = build_request(
+            settings, source, event_type=event_type, data=body, url=url, private_key=private_key
+        )
         status, answer = asyncio.run(post(request))
     except (HooklineError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -257,3 +270,7 @@ main.add_command(console)
 from hookline.cli.dlq import dlq  # noqa: E402 -- registered last, after the group exists
 
 main.add_command(dlq)
+
+from hookline.cli.keygen import keygen  # noqa: E402 -- a command kept in its own module
+
+main.add_command(keygen)
