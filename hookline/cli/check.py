@@ -25,7 +25,7 @@ from hookline.config.settings import (
     parse_settings,
 )
 from hookline.errors import ConfigError
-from hookline.ingest.app import prepare_source
+from hookline.ingest.sources import prepare_source
 from hookline.redis.connection import MASK, failure_reason, mask_url, sync_client
 
 Level = Literal["error", "warning", "info", "ok"]

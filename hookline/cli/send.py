@@ -13,8 +13,8 @@ from multidict import CIMultiDict
 
 from hookline.config.settings import Settings
 from hookline.errors import ConfigError
-from hookline.ingest.app import PreparedSource, prepare_source
 from hookline.ingest.schemes import SigningKey
+from hookline.ingest.sources import PreparedSource, prepare_source
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from hookline.config.settings import Settings, SourceSettings
-from hookline.envelope import Envelope, utf8_text
+from hookline.config.settings import Settings
+from hookline.envelope import Envelope
 from hookline.errors import (
     BodyBudgetError,
     BodyTooLargeError,
@@ -27,81 +26,15 @@ from hookline.errors import (
 )
 from hookline.ingest.budget import BodyBudget, BodyReservation
 from hookline.ingest.commit import GroupCommitter
-from hookline.ingest.extract import Locator, RequestFields, locators
+from hookline.ingest.extract import RequestFields
 from hookline.ingest.metrics import UNKNOWN_SOURCE, ReceiverMetrics
 from hookline.ingest.readiness import RedisProbe
-from hookline.ingest.schemes import Answer, Key, Scheme, get_scheme
+from hookline.ingest.schemes import Answer
+from hookline.ingest.sources import PreparedSource, prepare_source
+from hookline.ingest.tokens import TokenLedger
 from hookline.logs import LogLine, structlog_lines
 from hookline.redis.commit import Outcome, Pending
 from hookline.redis.connection import async_client
-
-#: Headers kept in every envelope besides the scheme's own.
-BASE_HEADERS = ("content-type", "user-agent")
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedSource:
-    """A source with its scheme built and its secrets turned into keys once, at start-up."""
-
-    settings: SourceSettings
-    scheme: Scheme
-    keys: tuple[Key, ...]
-    id_from: tuple[Locator, ...]
-    type_from: tuple[Locator, ...]
-    #: Header names kept besides the scheme's prefixes (computed once).
-    keep: frozenset[str] = frozenset()
-    #: Header names never kept: they carry a secret itself (computed once).
-    hidden: frozenset[str] = frozenset()
-    #: The URL the provider posts to, for schemes that sign it (without a query string).
-    public_url: str = ""
-
-    def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
-        prefixes = self.scheme.header_prefixes
-        extra = self.keep
-        hidden = self.hidden
-        kept = {}
-        for name, value in headers.items():
-            low = name.lower()
-            if (low in extra or low.startswith(prefixes)) and low not in hidden:
-                # The usual header is ASCII: no call needed to make it valid UTF-8.
-                key = low if low.isascii() else utf8_text(low)
-                kept[key] = value if value.isascii() else utf8_text(value)
-        return kept
-
-
-def prepare_source(source: SourceSettings) -> PreparedSource:
-    """Build a source's scheme and keys.
-
-    Raises:
-        ConfigError: when the scheme options or a secret are unusable.
-    """
-    try:
-        scheme = get_scheme(
-            source.scheme,
-            header=source.signature_header,
-            prefix=source.signature_prefix,
-            encoding=source.signature_encoding,
-            algorithm=source.signature_algorithm,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"sources.{source.name}.scheme: {exc}") from None
-    keys: list[Key] = []
-    for secret in source.secrets:
-        try:
-            keys.append(scheme.key(secret.reveal()))
-        except ValueError as exc:
-            raise ConfigError(f"{secret.origin}: {exc}") from None
-    signature = (scheme.signature_header.lower(),) if scheme.signature_header else ()
-    return PreparedSource(
-        settings=source,
-        scheme=scheme,
-        keys=tuple(keys),
-        id_from=locators(source.id_from or scheme.default_id),
-        type_from=locators(source.type_from or scheme.default_type),
-        keep=frozenset((*BASE_HEADERS, *source.keep_headers, *signature)),
-        hidden=frozenset(scheme.secret_headers),
-    )
 
 
 def _json(status: int, payload: object, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -152,12 +85,13 @@ async def _read_body(
 class Receiver:
     """The webhook endpoint, with everything a request needs at hand (one ``AppKey``).
 
-    ``committer`` and ``probe`` exist while the application's Redis context is up,
+    ``committer``, ``probe`` and ``tokens`` exist while the application's Redis context is up,
     which is before the first request is served.
     """
 
     committer: GroupCommitter
     probe: RedisProbe
+    tokens: TokenLedger
 
     def __init__(self, settings: Settings, metrics: ReceiverMetrics, access_log: LogLine) -> None:
         self.sources = {name: prepare_source(src) for name, src in settings.sources.items()}
@@ -224,12 +158,20 @@ class Receiver:
             pending = _event(request.headers, source, body, fields, url)
             if isinstance(pending, web.Response):
                 return pending
+            token = None
+            if source.scheme.single_use_tokens:
+                claimed = await self._claim_token(source, body, request.headers, fields)
+                if isinstance(claimed, web.Response):
+                    return claimed
+                token = claimed
             try:
                 outcome = await self.committer.submit(pending)
             except Exception as exc:  # Redis down, timed out, or shutting down: provider retries
                 self.probe.forget()
                 fields["outcome"] = "redis-unavailable"
                 fields["error"] = type(exc).__name__
+                if token is not None:
+                    await self.tokens.release(source.settings.name, token)
                 return _error(
                     503, "unavailable", "event store unavailable; retry later", self.retry_after
                 )
@@ -239,9 +181,38 @@ class Receiver:
             return _json(202, {"id": pending.envelope.id})
         if outcome is Outcome.DUPLICATE:
             return _json(200, {"id": pending.envelope.id, "duplicate": True})
+        if token is not None:  # not committed: the provider's retry must not be a replay
+            await self.tokens.release(source.settings.name, token)
         if outcome is Outcome.QUEUE_FULL:
             return _error(503, "backpressure", "queue is full; retry later", self.retry_after)
         return _error(503, "unavailable", "queue key is not a list; see logs", self.retry_after)
+
+    async def _claim_token(
+        self,
+        source: PreparedSource,
+        body: bytes,
+        headers: Mapping[str, str],
+        fields: dict[str, object],
+    ) -> str | web.Response:
+        """Claim a verified request's single-use token, or the answer refusing it."""
+        try:
+            token = source.scheme.token(body, headers)
+        except VerificationError as exc:
+            fields["outcome"] = "bad-signature"
+            return _error(401, "signature", str(exc))
+        try:
+            fresh = await self.tokens.claim(source.settings.name, token, source.settings.tolerance)
+        except Exception as exc:  # Redis down: nothing was committed, the provider retries
+            self.probe.forget()
+            fields["outcome"] = "redis-unavailable"
+            fields["error"] = type(exc).__name__
+            return _error(
+                503, "unavailable", "event store unavailable; retry later", self.retry_after
+            )
+        if not fresh:
+            fields["outcome"] = "replayed"
+            return _error(401, "replay", "this request's token was already used")
+        return token
 
 
 #: How each commit outcome is logged.
@@ -367,6 +338,7 @@ def create_app(
         committer.start()
         receiver.committer = committer
         receiver.probe = RedisProbe(client)
+        receiver.tokens = TokenLedger(client)
         app[READY][0] = True
         yield
         app[READY][0] = False

@@ -61,7 +61,7 @@ class ReceiverMetrics:
 
 
 #: Outcomes counted as signature failures, by the reason label they get.
-_SIGNATURE_FAILURES = {"stale": "timestamp", "bad-signature": "signature"}
+_SIGNATURE_FAILURES = {"stale": "timestamp", "bad-signature": "signature", "replayed": "replay"}
 
 
 class _AnswerCollector(Collector):

@@ -122,3 +122,9 @@ def dlq_counts(dimension: str) -> str:
 def broken_jobs() -> str:
     """List of ids of jobs whose data is not hookline's, set aside for inspection."""
     return f"{PREFIX}:broken-jobs"
+
+
+def used_token(source: str, token: str) -> str:
+    """A single-use token a source's provider signed (Mailgun's), remembered while its
+    signed timestamp could still pass, so that a replayed request is refused."""
+    return f"{PREFIX}:token:{source}:{token}"

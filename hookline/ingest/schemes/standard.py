@@ -53,7 +53,7 @@ class StandardWebhooks(HmacScheme):
         """
         if secret.startswith(("whpk_", "whsk_")):
             raise ValueError("is a v1a key: list whpk_ public keys under public_keys")
-        key = keytext.b64(secret.removeprefix("whsec_"), "secret (after any whsec_ prefix)")
+        key = keytext.b64(secret.removeprefix("whsec_"), "secret")
         if not key:
             raise ValueError("secret is empty")
         return key

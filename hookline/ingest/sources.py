@@ -1,0 +1,80 @@
+"""Sources made ready to serve: each scheme built and its keys read once, at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hookline.config.settings import SourceSettings
+from hookline.envelope import utf8_text
+from hookline.errors import ConfigError
+from hookline.ingest.extract import Locator, locators
+from hookline.ingest.schemes import Key, Scheme, get_scheme
+
+#: Headers kept in every envelope besides the scheme's own.
+BASE_HEADERS = ("content-type", "user-agent")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSource:
+    """A source with its scheme built and its secrets turned into keys once, at start-up."""
+
+    settings: SourceSettings
+    scheme: Scheme
+    keys: tuple[Key, ...]
+    id_from: tuple[Locator, ...]
+    type_from: tuple[Locator, ...]
+    #: Header names kept besides the scheme's prefixes (computed once).
+    keep: frozenset[str] = frozenset()
+    #: Header names never kept: they carry a secret itself (computed once).
+    hidden: frozenset[str] = frozenset()
+    #: The URL the provider posts to, for schemes that sign it (without a query string).
+    public_url: str = ""
+
+    def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
+        prefixes = self.scheme.header_prefixes
+        extra = self.keep
+        hidden = self.hidden
+        kept = {}
+        for name, value in headers.items():
+            low = name.lower()
+            if (low in extra or low.startswith(prefixes)) and low not in hidden:
+                # The usual header is ASCII: no call needed to make it valid UTF-8.
+                key = low if low.isascii() else utf8_text(low)
+                kept[key] = value if value.isascii() else utf8_text(value)
+        return kept
+
+
+def prepare_source(source: SourceSettings) -> PreparedSource:
+    """Build a source's scheme and keys.
+
+    Raises:
+        ConfigError: when the scheme options or a secret are unusable.
+    """
+    try:
+        scheme = get_scheme(
+            source.scheme,
+            header=source.signature_header,
+            prefix=source.signature_prefix,
+            encoding=source.signature_encoding,
+            algorithm=source.signature_algorithm,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"sources.{source.name}.scheme: {exc}") from None
+    keys: list[Key] = []
+    for secret in source.secrets:
+        try:
+            keys.append(scheme.key(secret.reveal()))
+        except ValueError as exc:
+            raise ConfigError(f"{secret.origin}: {exc}") from None
+    signature = (scheme.signature_header.lower(),) if scheme.signature_header else ()
+    return PreparedSource(
+        settings=source,
+        scheme=scheme,
+        keys=tuple(keys),
+        id_from=locators(source.id_from or scheme.default_id),
+        type_from=locators(source.type_from or scheme.default_type),
+        keep=frozenset((*BASE_HEADERS, *source.keep_headers, *signature)),
+        hidden=frozenset(scheme.secret_headers),
+    )
