@@ -47,10 +47,11 @@ class PreparedSource:
 
 
 def prepare_source(source: SourceSettings) -> PreparedSource:
-    """Build a source's scheme and keys.
+    """Build a source's scheme and keys: its secrets' keys, then its public keys.
 
     Raises:
-        ConfigError: when the scheme options or a secret are unusable.
+        ConfigError: naming the key, when the scheme options, a secret or a public key
+            are unusable, none is given, or a scheme that signs its URL has no public_url.
     """
     try:
         scheme = get_scheme(
@@ -68,6 +69,20 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
             keys.append(scheme.key(secret.reveal()))
         except ValueError as exc:
             raise ConfigError(f"{secret.origin}: {exc}") from None
+    for text in source.public_keys:
+        try:
+            keys.append(scheme.public_key(text.reveal().strip()))
+        except ValueError as exc:
+            raise ConfigError(f"{text.origin}: {exc}") from None
+    where = f"sources.{source.name}"
+    if not keys:
+        wanted = "public_keys" if not scheme.takes_secrets else "secrets"
+        raise ConfigError(f"{where}.{wanted}: empty; the {scheme.name} scheme needs at least one")
+    if scheme.signs_url and not source.public_url:
+        raise ConfigError(
+            f"{where}.public_url: required for scheme {scheme.name!r}: the URL given to the "
+            "provider, which it signs (e.g. https://hooks.example.com/hooks/NAME)"
+        )
     signature = (scheme.signature_header.lower(),) if scheme.signature_header else ()
     return PreparedSource(
         settings=source,
@@ -77,4 +92,5 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
         type_from=locators(source.type_from or scheme.default_type),
         keep=frozenset((*BASE_HEADERS, *source.keep_headers, *signature)),
         hidden=frozenset(scheme.secret_headers),
+        public_url=source.public_url.rstrip("?"),
     )
