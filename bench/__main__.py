@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "faults": "bench.faults",
     "load": "bench.load",
     "peers": "bench.peers",
+    "providers": "bench.providers",
 }
 
 Main = Callable[[Sequence[str]], int]

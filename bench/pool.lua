@@ -2,7 +2,8 @@
 --
 -- Usage: wrk ... -s pool.lua URL -- POOL_DIR
 -- POOL_DIR holds head.bin and tail.bin (the body around the event id) and, for wrk thread
--- N, thread-N.txt: one "<event id> <Stripe-Signature>" line per request. Threads read
+-- N, thread-N.txt: one "<event id> <Stripe-Signature>" line per request, or, for other
+-- schemes, "<event id> " then tab-separated "<Name>: <value>" headers. Threads read
 -- separate files, so no id is sent twice. done() prints one line, "BENCH_RESULT {json}".
 
 local threads, count = {}, 0
@@ -43,7 +44,14 @@ function request()
     return wrk.format("POST", "/pool-exhausted", headers, "")
   end
   local space = line:find(" ", 1, true)
-  headers["Stripe-Signature"] = line:sub(space + 1)
+  local rest = line:sub(space + 1)
+  if rest:sub(1, 1) == "\t" then
+    for name, value in rest:gmatch("\t([^:\t]+): ([^\t]*)") do
+      headers[name] = value
+    end
+  else
+    headers["Stripe-Signature"] = rest
+  end
   return wrk.format("POST", nil, headers, head .. line:sub(1, space - 1) .. tail)
 end
 
