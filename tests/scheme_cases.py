@@ -196,3 +196,20 @@ CASES: list[Case] = [
 IDS = [case.name for case in CASES]
 TIMESTAMPED = [case for case in CASES if case.scheme.uses_timestamp]
 assert sorted(IDS) == sorted(SCHEME_NAMES), "every scheme needs a case"
+
+
+def verify_vector(
+    name: str,
+    body: bytes,
+    headers: dict[str, str],
+    key: Key,
+    *,
+    now: float = NOW,
+    url: str = "",
+    tolerance: float = 10**12,
+) -> Key:
+    """Verify a published or computed vector with its key, at its own time (by default
+    with a tolerance wide enough for old vectors to verify on their signature alone)."""
+    return get_scheme(name).verify(
+        body, CIMultiDict(headers), [key], tolerance=tolerance, now=now, url=url
+    )

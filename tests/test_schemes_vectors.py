@@ -19,26 +19,10 @@ from multidict import CIMultiDict
 
 from hookline.errors import VerificationError
 from hookline.ingest.schemes import Key, get_scheme
+from tests.scheme_cases import verify_vector as verify
 
 #: B in PROVIDERS.md: the body of most computed vectors.
 B = b'{"id":"evt_test_webhook","object":"event"}'
-FAR = 10**12  # a tolerance that lets old vectors verify by their signature alone
-
-
-def verify(
-    name: str,
-    body: bytes,
-    headers: dict[str, str],
-    key: Key,
-    *,
-    now: float = 1_700_000_000,
-    url: str = "",
-    tolerance: float = FAR,
-) -> Key:
-    """Verify with the vector's key, at the vector's own time when it has one."""
-    return get_scheme(name).verify(
-        body, CIMultiDict(headers), [key], tolerance=tolerance, now=now, url=url
-    )
 
 
 class TestSendGrid:
