@@ -38,6 +38,11 @@ EXAMPLE_ENV = {
     "SLACK_SIGNING_SECRET": "slack value",
     "ACME_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "LEGACY_SECRET": "legacy value",
+    "SENDGRID_VERIFICATION_KEY": (
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3G"
+        "Rqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
+    ),
+    "TWILIO_AUTH_TOKEN": "twilio value",
 }
 
 
@@ -72,9 +77,11 @@ class TestExampleConfig:
             "acme",
             "github",
             "legacy",
+            "sendgrid",
             "shopify",
             "slack",
             "stripe",
+            "twilio",
         ]
         assert settings.redis_url == "redis://127.0.0.1:6379/0"
         assert (settings.server.host, settings.server.port) == ("0.0.0.0", 8080)  # noqa: S104 -- read, not bound

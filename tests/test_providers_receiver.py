@@ -13,12 +13,15 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from hookline.cli.send import SignedRequest, build_request
-from hookline.config.settings import Settings, parse_settings
+from hookline.config.schema import SCHEMES
+from hookline.config.settings import Settings, load_settings, parse_settings
 from hookline.errors import ConfigError
+from hookline.ingest.schemes import SCHEME_NAMES
 from hookline.ingest.sources import prepare_source
 from hookline.redis import keys
 from tests.helpers import queued_envelopes
 from tests.scheme_cases import CASES, IDS, URL, Case
+from tests.test_config import EXAMPLE, EXAMPLE_ENV
 
 Client = TestClient[Any, Any]
 
@@ -281,3 +284,31 @@ class TestKeyConfiguration:
         """A malformed or misplaced key stops the start-up with its path in the message."""
         with pytest.raises(ConfigError, match=message):
             self.prepare(**table)
+
+    def test_configuration_knows_every_scheme_name(self) -> None:
+        """The configuration accepts exactly the schemes the registry has."""
+        assert sorted(SCHEMES) == sorted(SCHEME_NAMES)
+
+    def test_example_sources_all_build(self) -> None:
+        """Every source of config/example.toml, the SendGrid key and Twilio URL included,
+        builds at start-up."""
+        settings = load_settings(EXAMPLE, EXAMPLE_ENV)
+        for source in settings.sources.values():
+            prepare_source(source)
+
+    @pytest.mark.parametrize(
+        ("table", "message"),
+        [
+            ({"scheme": "discord"}, r"sources\.s\.secrets: missing; .*or public_keys"),
+            ({"scheme": "discord", "public_keys": []}, r"sources\.s\.public_keys: empty"),
+            ({"scheme": "twilio", "secrets": ["t"], "public_url": "hooks.example.com"}, "URL"),
+            (
+                {"scheme": "twilio", "secrets": ["t"], "public_url": "https://h/hooks/t?a=1"},
+                r"sources\.s\.public_url: leave out the query string",
+            ),
+        ],
+    )
+    def test_file_errors_name_the_key(self, table: dict[str, Any], message: str) -> None:
+        """Keys missing or malformed in the file are reported with their path."""
+        with pytest.raises(ConfigError, match=message):
+            parse_settings({"sources": {"s": table}}, {})

@@ -83,11 +83,25 @@ Secrets = Annotated[
     tuple[Annotated[Secret, PlainValidator(_source_secret)], ...],
     BeforeValidator(values.secret_list),
 ]
+#: A source's public keys (schemes whose provider signs with a private key): like secrets,
+#: each a string or ``{env = NAME}``.
+PublicKeys = Annotated[
+    tuple[Annotated[Secret, PlainValidator(_source_secret)], ...],
+    BeforeValidator(values.public_key_list),
+]
+#: The URL given to a provider that signs it, without a query string.
+PublicUrl = Annotated[str, BeforeValidator(values.public_url)]
 #: The console's login token.
 ConsoleToken = Annotated[Secret, PlainValidator(values.console_token)]
 
 #: The signature schemes a source may use (each built by hookline.ingest.schemes).
-Scheme = Literal["standard-webhooks", "svix", "stripe", "github", "shopify", "slack", "hmac"]
+#: The names of hookline.ingest.schemes' registry (a test keeps the two the same).
+Scheme = Literal[
+    "standard-webhooks", "svix", "stripe", "github", "shopify", "slack", "sendgrid",
+    "discord", "twilio", "mailgun", "paddle", "zoom", "square", "intercom", "linear",
+    "twitch", "gitlab", "bitbucket", "hubspot", "typeform", "woocommerce", "calendly", "mux",
+    "basic-auth", "hmac", "token",
+]  # fmt: skip
 HmacEncoding = Literal["hex", "base64"]
 HmacAlgorithm = Literal["sha1", "sha256", "sha512"]
 SCHEMES: tuple[str, ...] = get_args(Scheme)
@@ -144,14 +158,27 @@ class SourceSettings(SourceDefaults):
 
     name: Annotated[str, NOT_A_KEY] = Field("", description="the key of its [sources.NAME] table")
     scheme: Scheme = Field(description="the signature scheme")
+    public_keys: PublicKeys = Field(
+        (),
+        description="the provider's public keys (sendgrid, discord, standard-webhooks v1a); "
+        "any one may match",
+    )
     secrets: Secrets = Field(
-        description="any one may match (rotation)", json_schema_extra={"missing": SECRETS_HINT}
+        (),
+        validate_default=True,
+        description="any one may match (rotation)",
+        json_schema_extra={"missing": SECRETS_HINT},
+    )
+    public_url: PublicUrl = Field(
+        "", description="twilio, square, hubspot: the URL given to the provider, which it signs"
     )
     id_from: Locators = Field((), alias="id", description="where the event id comes from")
     type_from: Locators = Field((), alias="type", description="where the event type comes from")
     keep_headers: HeaderNames = Field((), description="extra headers stored with the event")
     signature_header: Text | None = Field(
-        None, validate_default=True, description="hmac: the header holding the signature"
+        None,
+        validate_default=True,
+        description="hmac: the header holding the signature (token: the token)",
     )
     signature_prefix: str = Field("", description="hmac: text before the signature")
     signature_encoding: HmacEncoding = Field("hex", description="hmac: the signature's encoding")
@@ -163,21 +190,39 @@ class SourceSettings(SourceDefaults):
         "ignore", description="what becomes of an event no handler takes"
     )
 
+    @field_validator("secrets")
+    @classmethod
+    def _some_key(cls, value: tuple[Secret, ...], info: ValidationInfo) -> tuple[Secret, ...]:
+        # Public keys alone will do (whether the scheme takes them is the scheme's to say,
+        # at start-up); when public_keys is itself wrong, that is what gets reported.
+        if not value and info.data.get("public_keys") == ():
+            raise ValueError(
+                f"missing; {SECRETS_HINT} (or public_keys, for a scheme keyed by them)"
+            )
+        return value
+
     @field_validator("signature_header")
     @classmethod
     def _required_for_hmac(cls, value: str | None, info: ValidationInfo) -> str | None:
         # An unknown scheme (absent from info.data) draws no error about hmac's keys.
-        if value is None and info.data.get("scheme") == "hmac":
-            raise ValueError("required for scheme 'hmac' (for example 'X-Signature')")
+        scheme = info.data.get("scheme")
+        if value is None and scheme in ("hmac", "token"):
+            raise ValueError(f"required for scheme {scheme!r} (for example 'X-Signature')")
         return value
 
     def named(self, name: str) -> SourceSettings:
-        """This source as ``[sources.<name>]``, each secret's origin naming its key."""
-        secrets = tuple(
-            Secret(s.reveal(), f"sources.{name}.secrets[{i}]{s.origin}")
-            for i, s in enumerate(self.secrets)
+        """This source as ``[sources.<name>]``, each secret's and public key's origin naming
+        its key."""
+        secrets, public_keys = (
+            tuple(
+                Secret(s.reveal(), f"sources.{name}.{key}[{i}]{s.origin}")
+                for i, s in enumerate(getattr(self, key))
+            )
+            for key in ("secrets", "public_keys")
         )
-        return self.model_copy(update={"name": name, "secrets": secrets})
+        return self.model_copy(
+            update={"name": name, "secrets": secrets, "public_keys": public_keys}
+        )
 
 
 class ServerSettings(Table):

@@ -115,11 +115,37 @@ def redis_url(value: Any) -> str:
 
 
 def secret_list(value: Any) -> list[Any] | tuple[Any, ...]:
-    """The list of a source's secrets, not empty (each entry is read by :func:`source_secret`)."""
+    """The list of a source's secrets, not empty (each entry is read by :func:`source_secret`).
+
+    The default, ``()``, passes (a source with public keys needs no secret; the schema
+    checks that one of the two is there): what a file gives is a list, never a tuple.
+    """
+    if isinstance(value, tuple) and not value:
+        return value
     if not isinstance(value, list | tuple):
         raise ValueError("expected a list of secrets, each a string or {env = NAME}")
     if not value:
         raise ValueError(f"empty; {SECRETS_HINT}")
+    return value
+
+
+def public_key_list(value: Any) -> list[Any] | tuple[Any, ...]:
+    """The list of a source's public keys, not empty (each read like a secret)."""
+    if not isinstance(value, list | tuple):
+        raise ValueError("expected a list of public keys, each a string or {env = NAME}")
+    if not value:
+        raise ValueError("empty; list the provider's public key, or remove the key")
+    return value
+
+
+def public_url(value: Any) -> str:
+    """The URL a provider posts to and signs: http(s), a host, no query string."""
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise ValueError("expected the URL given to the provider, https://HOST/hooks/NAME")
+    if "?" in value or "#" in value:
+        raise ValueError("leave out the query string: the request's own is appended to it")
+    if not value.split("://", 1)[1].split("/", 1)[0]:
+        raise ValueError("expected the URL given to the provider, https://HOST/hooks/NAME")
     return value
 
 
