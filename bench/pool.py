@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from hookline.ingest.schemes import get_scheme
 
 #: The signing secret of the benchmark's Stripe source (a throwaway, not a real one).
 SECRET = "whsec_hookline_bench_only"
-#: Where the event id goes in the template.
-_ID_MARK = "@EVENT_ID@"
+#: Where the event id goes in a template.
+ID_MARK = "@EVENT_ID@"
 
 
 def _stripe_event(size: int) -> bytes:
@@ -74,7 +75,7 @@ def _stripe_event(size: int) -> bytes:
         "total": 4200,
     }
     event: dict[str, Any] = {
-        "id": _ID_MARK,
+        "id": ID_MARK,
         "object": "event",
         "api_version": "2024-06-20",
         "created": now,
@@ -121,13 +122,36 @@ def write_pool(
         per_thread: requests in each thread's file.
         body_size: approximate body size in bytes.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    template = _stripe_event(body_size)
-    head, tail = template.split(_ID_MARK.encode())
-    (directory / "head.bin").write_bytes(head)
-    (directory / "tail.bin").write_bytes(tail)
     scheme = get_scheme("stripe")
     key = scheme.key(SECRET)
+
+    def stripe_line(event_id: str, body: bytes, timestamp: int) -> str:
+        signature = scheme.sign(body, key, timestamp=timestamp, msg_id=event_id)
+        return signature[scheme.signature_header]
+
+    return write_lines(
+        directory,
+        _stripe_event(body_size),
+        stripe_line,
+        tag=tag,
+        threads=threads,
+        per_thread=per_thread,
+    )
+
+
+#: What follows the event id on a pool line, for an event's id, body and timestamp.
+LineSigner = Callable[[str, bytes, int], str]
+
+
+def write_lines(
+    directory: Path, template: bytes, sign: LineSigner, *, tag: str, threads: int, per_thread: int
+) -> Pool:
+    """Write a pool of ``template`` (holding :data:`ID_MARK`) with ids ``evt_{tag}…``,
+    each line ``<event id> <what sign returns>`` (see pool.lua)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    head, tail = template.split(ID_MARK.encode())
+    (directory / "head.bin").write_bytes(head)
+    (directory / "tail.bin").write_bytes(tail)
     timestamp = int(time.time())
     size = 0
     for thread in range(1, threads + 1):
@@ -136,7 +160,6 @@ def write_pool(
             event_id = f"evt_{tag}{thread}x{n:08d}"
             body = head + event_id.encode() + tail
             size = len(body)
-            signature = scheme.sign(body, key, timestamp=timestamp, msg_id=event_id)
-            lines.append(f"{event_id} {signature[scheme.signature_header]}\n")
+            lines.append(f"{event_id} {sign(event_id, body, timestamp)}\n")
         (directory / f"thread-{thread}.txt").write_text("".join(lines), encoding="ascii")
     return Pool(directory, threads, per_thread, size)
