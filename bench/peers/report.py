@@ -27,6 +27,8 @@ REFERENCE_PEER = "dramatiq"
 SYNC_CEILING = 800.0
 #: Cores kept busy by other processes during a run above which its figures are suspect.
 NOISY = 0.3
+#: A run shorter than this share of the seconds asked is listed.
+SHORT = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +267,21 @@ def _machine_lines(results: Results) -> list[str]:
     busy = sorted(r.others_load for r in runs)
     noisy = sum(1 for x in busy if x > NOISY)
     s = results.settings
-    return [
+    short = [r for r in runs if r.busy < s["seconds_per_run"] * SHORT]
+    lines = [
         f"machine: load average {', '.join(map(str, s['load_average_at_start']))} at the start, "
         f"{', '.join(map(str, s.get('load_average_at_end', [])))} at the end; other processes "
         f"kept {median(busy):.2f} CPUs busy during a run (median; max {busy[-1]:.2f}); "
         f"{noisy} of {len(runs)} runs had more than {NOISY} busy elsewhere",
+        f"runs lasted {min(r.busy for r in runs):.1f}-{max(r.busy for r in runs):.1f} s",
     ]
+    if short:
+        lines[-1] += (
+            f"; {len(short)} ran under {SHORT:.0%} of the {s['seconds_per_run']:g} s asked "
+            f"(faster than any run before them): "
+            + ", ".join(f"{r.system} ({r.kind}) {r.busy:.1f} s" for r in short)
+        )
+    return lines
 
 
 def summaries(results: Results) -> Sequence[dict[str, Any]]:

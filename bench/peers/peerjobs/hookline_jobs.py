@@ -1,8 +1,9 @@
 """hookline's handlers: one route per handler kind, each ending with one ``INCR``.
 
 Named in ``[workers] handlers`` as ``peerjobs.hookline_jobs``. The async handler keeps
-one asyncio client per event loop: one for the worker's life where the worker keeps a
-loop, a new one per event where it runs each async handler in a loop of its own.
+an asyncio client for the event loop it runs on: one for the worker's life where the
+worker keeps a loop, a new one per event where it runs each async handler in a loop of
+its own (as a real async handler's client would have to be).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import weakref
 
 import redis.asyncio
 
@@ -23,9 +23,8 @@ INCR_SOURCE = "incr"
 SLEEP_SOURCE = "sleep"
 ASYNC_SOURCE = "asleep"
 
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
-    weakref.WeakKeyDictionary()
-)
+#: The asyncio client and the loop it belongs to (replaced when the loop changes).
+_async_client: list[tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis]] = []
 
 
 @on(INCR_SOURCE)
@@ -46,7 +45,6 @@ async def asleep_incr(event: Event) -> None:
     """(b), async: ``asyncio.sleep`` 10 ms, then one ``INCR`` on an asyncio client."""
     await asyncio.sleep(WAIT_S)
     loop = asyncio.get_running_loop()
-    found = _async_clients.get(loop)
-    if found is None:
-        found = _async_clients[loop] = redis.asyncio.Redis.from_url(os.environ[REDIS_URL_ENV])
-    await found.incr(COUNTER_KEY)
+    if not _async_client or _async_client[0][0] is not loop:
+        _async_client[:] = [(loop, redis.asyncio.Redis.from_url(os.environ[REDIS_URL_ENV]))]
+    await _async_client[0][1].incr(COUNTER_KEY)
