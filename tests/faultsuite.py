@@ -68,6 +68,9 @@ class SuiteOptions:
     )
     settle_timeout: float = 40.0
     seed: int = 1
+    #: A provider's retries, compressed: an event refused (no answer, or a 5xx) is sent
+    #: again after each of these delays, to the other receiver.
+    redelivery: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 
 
 @dataclass
@@ -261,6 +264,7 @@ def run_suite(directory: Path, options: SuiteOptions) -> SuiteResult:
             fail_ratio=options.fail_ratio,
             dead_ratio=options.dead_ratio,
             seed=options.seed,
+            redelivery=options.redelivery,
         )
         faults: list[Fault] = []
         result = SuiteResult(Reconciliation(), faults)

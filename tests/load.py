@@ -3,6 +3,9 @@
 The load is open-loop: a delivery leaves every ``1 / rate`` seconds whether or not the
 earlier ones were answered (as providers send), up to ``max_in_flight`` at once. Every
 delivery is recorded with what came back: a status, or the error that took its place.
+With ``redelivery`` delays, an event that got no answer or a 5xx is sent again after
+each delay, to another receiver where there are several, as a provider retries through a
+load balancer; each attempt is a delivery of its own.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class Delivery:
     done: float
     status: int | None
     error: str | None
+    #: 0 for the first attempt; n for the n-th redelivery of an unacknowledged event.
+    redelivery: int = 0
 
     @property
     def acknowledged(self) -> bool:
@@ -84,6 +89,8 @@ class SteadyLoad:
         fail_ratio: share of events whose handler fails the first attempt.
         dead_ratio: share of events whose handler always fails (they end dead-lettered).
         seed: the random seed, for a reproducible mix.
+        redelivery: seconds to wait before each redelivery of an event that got no
+            answer or a 5xx (empty: none).
     """
 
     def __init__(
@@ -97,6 +104,7 @@ class SteadyLoad:
         seed: int = 1,
         timeout: float = 20.0,
         max_in_flight: int = 256,
+        redelivery: Sequence[float] = (),
     ) -> None:
         self.targets = targets
         self.rate = rate
@@ -105,6 +113,7 @@ class SteadyLoad:
         self.dead_ratio = dead_ratio
         self.timeout = timeout
         self.max_in_flight = max_in_flight
+        self.redelivery = tuple(redelivery)
         self.rng = random.Random(seed)
         self.deliveries: list[Delivery] = []
         self.bodies: dict[str, bytes] = {}
@@ -181,6 +190,23 @@ class SteadyLoad:
     async def _send(
         self, session: aiohttp.ClientSession, url: str, event_id: str, duplicate: bool
     ) -> None:
+        delivery = await self._post(session, url, event_id, duplicate, 0)
+        for attempt, delay in enumerate(self.redelivery, start=1):
+            if delivery.acknowledged or (delivery.status is not None and delivery.status < 500):
+                return
+            await asyncio.sleep(delay)
+            others = [u for u in self.targets() if u != delivery.url] or [delivery.url]
+            url = self.rng.choice(others)
+            delivery = await self._post(session, url, event_id, duplicate, attempt)
+
+    async def _post(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        event_id: str,
+        duplicate: bool,
+        redelivery: int,
+    ) -> Delivery:
         body = self.bodies[event_id]
         sent = time.time()
         status: int | None = None
@@ -197,4 +223,6 @@ class SteadyLoad:
             error = TIMEOUT
         except aiohttp.ClientError as exc:
             error = f"{DISCONNECTED}:{type(exc).__name__}"
-        self.deliveries.append(Delivery(event_id, duplicate, url, sent, time.time(), status, error))
+        delivery = Delivery(event_id, duplicate, url, sent, time.time(), status, error, redelivery)
+        self.deliveries.append(delivery)
+        return delivery

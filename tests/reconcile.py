@@ -60,6 +60,8 @@ class Reconciliation:
     duplicates_sent: int = 0
     events: int = 0
     acknowledged: int = 0
+    #: Deliveries that were a provider-style retry of an unacknowledged event.
+    redeliveries: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     handled_once: int = 0
@@ -100,7 +102,8 @@ class Reconciliation:
         """A human-readable report: totals, then the counts attributed to each fault."""
         near = Counter(self.unexplained_reruns.values())
         lines = [
-            f"deliveries {self.deliveries} (duplicates {self.duplicates_sent}), "
+            f"deliveries {self.deliveries} (duplicates {self.duplicates_sent}, "
+            f"redeliveries {self.redeliveries}), "
             f"events {self.events}, acknowledged {self.acknowledged}",
             f"answers: {dict(sorted(self.statuses.items()))}; "
             f"no answer: {dict(sorted(self.errors.items()))}",
@@ -160,6 +163,7 @@ def reconcile(
     for d in deliveries:
         seen.add(d.event_id)
         result.duplicates_sent += d.duplicate
+        result.redeliveries += d.redelivery > 0
         if d.status is not None:
             result.statuses[str(d.status)] += 1
             if d.acknowledged:

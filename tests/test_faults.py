@@ -37,7 +37,8 @@ class TestFaultSuite:
         self, tmp_path: Path
     ) -> None:
         """Under signed load with 10 % duplicates and 5 % failing handlers, through worker
-        SIGKILLs and Redis and receiver restarts, every 2xx is handled once or dead-lettered."""
+        SIGKILLs and Redis and receiver restarts, every 2xx is handled once or dead-lettered,
+        and a provider retrying what was refused gets (almost) every event acknowledged."""
         result = run_suite(tmp_path, SuiteOptions())
         report = result.render()
         print(report)
@@ -48,7 +49,8 @@ class TestFaultSuite:
         assert {WORKER_KILL, REDIS_RESTART, RECEIVER_RESTART} <= set(rec.per_fault), report
         assert rec.duplicates_sent > rec.deliveries * 0.05, report
         assert rec.retried_events > 0 and rec.dead_lettered > 0, report
-        assert rec.acknowledged > rec.events * 0.9, report
+        assert rec.redeliveries > 0, report
+        assert rec.acknowledged > rec.events * 0.98, report
 
 
 class TestWorkersThroughFaults:
