@@ -312,3 +312,36 @@ class TestKeyConfiguration:
         """Keys missing or malformed in the file are reported with their path."""
         with pytest.raises(ConfigError, match=message):
             parse_settings({"sources": {"s": table}}, {})
+
+
+class TestReplayWindows:
+    """A scheme's documented window applies unless the configuration sets one."""
+
+    @pytest.mark.parametrize(
+        ("table", "receiver", "expected"),
+        [
+            ({"scheme": "twitch", "secrets": ["s"]}, {}, 600),
+            ({"scheme": "linear", "secrets": ["s"]}, {}, 60),
+            ({"scheme": "stripe", "secrets": ["s"]}, {}, 300),
+            ({"scheme": "twitch", "secrets": ["s"], "tolerance": "1m"}, {}, 60),
+            ({"scheme": "twitch", "secrets": ["s"]}, {"tolerance": "2m"}, 120),
+        ],
+    )
+    def test_tolerance(
+        self, table: dict[str, Any], receiver: dict[str, Any], expected: float
+    ) -> None:
+        """The source's or [receiver]'s tolerance wins; else the scheme's; else 5 min."""
+        settings = parse_settings({"receiver": receiver, "sources": {"s": table}}, {})
+        assert prepare_source(settings.sources["s"]).tolerance == expected
+
+    async def test_twitch_message_eight_minutes_old_is_accepted(
+        self, providers: Client, r: redis.Redis
+    ) -> None:
+        """Twitch's 10-minute window, not the 5-minute default, decides."""
+        case = case_named("twitch")
+        body = b'{"subscription":{"type":"channel.follow"},"event":{}}'
+        for age, status in ((8 * 60, 202), (11 * 60, 401)):
+            headers = signed_headers(case, body, timestamp=_now() - age)
+            headers["Twitch-Eventsub-Subscription-Type"] = "channel.follow"
+            resp = await providers.post("/hooks/twitch", data=body, headers=headers)
+            assert resp.status == status, await resp.text()

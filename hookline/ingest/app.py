@@ -201,7 +201,7 @@ class Receiver:
             fields["outcome"] = "bad-signature"
             return _error(401, "signature", str(exc))
         try:
-            fresh = await self.tokens.claim(source.settings.name, token, source.settings.tolerance)
+            fresh = await self.tokens.claim(source.settings.name, token, source.tolerance)
         except Exception as exc:  # Redis down: nothing was committed, the provider retries
             self.probe.forget()
             fields["outcome"] = "redis-unavailable"
@@ -236,7 +236,7 @@ def _event(
     scheme = source.scheme
     try:
         key = scheme.verify(
-            body, headers, source.keys, tolerance=source.settings.tolerance, now=now, url=url
+            body, headers, source.keys, tolerance=source.tolerance, now=now, url=url
         )
     except TimestampError as exc:
         fields["outcome"] = "stale"

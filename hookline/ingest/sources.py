@@ -30,6 +30,9 @@ class PreparedSource:
     hidden: frozenset[str] = frozenset()
     #: The URL the provider posts to, for schemes that sign it (without a query string).
     public_url: str = ""
+    #: The replay window: the source's ``tolerance`` if set (here or in ``[receiver]``),
+    #: else the scheme's documented one, else the default.
+    tolerance: float = 300.0
 
     def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
@@ -93,4 +96,13 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
         keep=frozenset((*BASE_HEADERS, *source.keep_headers, *signature)),
         hidden=frozenset(scheme.secret_headers),
         public_url=source.public_url.rstrip("?"),
+        tolerance=_tolerance(source, scheme),
     )
+
+
+def _tolerance(source: SourceSettings, scheme: Scheme) -> float:
+    """The source's own tolerance when the file sets one, else the scheme's, else the
+    default."""
+    if "tolerance" in source.model_fields_set or scheme.tolerance is None:
+        return source.tolerance
+    return scheme.tolerance

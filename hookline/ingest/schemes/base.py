@@ -147,6 +147,9 @@ class Scheme(abc.ABC):
     default_type: ClassVar[tuple[str, ...]] = ("body:type",)
     #: Whether requests carry a signed timestamp checked against a tolerance.
     uses_timestamp: ClassVar[bool] = False
+    #: The provider's documented replay window, seconds, where it differs from the
+    #: default (a source's own ``tolerance`` wins).
+    tolerance: ClassVar[float | None] = None
     #: The header carrying the signature(s) (kept with the event).
     signature_header: str
     #: What a signature is called in error messages ("v1", "v0", ...).

@@ -240,6 +240,7 @@ class Linear(_Preset):
     default_id = ("header:linear-delivery",)
     default_type = ("body:type",)
     uses_timestamp = True
+    tolerance = 60.0  # Linear's SDK refuses a webhookTimestamp more than a minute off
     header_name = "Linear-Signature"
     id_headers = ("Linear-Delivery",)
 

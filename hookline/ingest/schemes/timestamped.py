@@ -182,6 +182,7 @@ class Twitch(HmacScheme):
     default_id = ("header:twitch-eventsub-message-id",)
     default_type = ("header:twitch-eventsub-subscription-type",)
     uses_timestamp = True
+    tolerance = 600.0  # EventSub: "reject any message whose timestamp is older than 10 minutes"
     answers_handshakes = True
     label = "sha256"
     signature_header = "Twitch-Eventsub-Message-Signature"
