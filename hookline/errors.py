@@ -5,6 +5,8 @@ Grouped by where it is raised, in the order an event travels.
 
 from __future__ import annotations
 
+import errno
+
 
 class HooklineError(Exception):
     """Base class of every error hookline raises on purpose."""
@@ -38,6 +40,33 @@ class TimestampError(VerificationError):
 
 class ExtractionError(HooklineError):
     """Raised when the event id or type cannot be read from a verified request."""
+
+
+# -- listening: the receiver, the console, the metrics (hookline.listen) -------------
+
+
+class ListenError(HooklineError):
+    """Raised when a server cannot listen on its address: the port is taken, or not ours.
+
+    The message is one line naming the address and the configuration key or command-line
+    flag that chose it, so that an operator knows what to change.
+    """
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, host: str, port: int, key: str) -> ListenError:
+        """The error for ``exc``, raised binding ``host:port``, whose port ``key`` set."""
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            return cls(
+                f"port {port} ({key}) is already in use on {host}: stop what listens there "
+                f"or choose another port"
+            )
+        if exc.errno == errno.EACCES:
+            return cls(
+                f"cannot listen on {shown} ({key}): permission denied; use a port above 1023"
+            )
+        reason = exc.strerror or str(exc)
+        return cls(f"cannot listen on {shown} ({key}): {reason}")
 
 
 # -- the envelope and Redis (hookline.envelope, hookline.redis) -------------------------
@@ -91,3 +120,4 @@ class ActionError(HooklineError):
 
 class BusyError(HooklineError):
     """Raised when the console already runs as many replays and purges as it allows."""
+

@@ -1,4 +1,4 @@
-"""Structured JSON logging (structlog rendering with orjson)."""
+"""Structured logging: JSON lines (structlog rendering with orjson), or a console format."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
@@ -133,33 +133,54 @@ class JsonLines:
 _LINE = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
 
 
-def configure_logging(level: str = "info", *, json: bool = True) -> LoopBatchedStream | None:
-    """Send structlog output as one JSON object a line to stderr.
+#: What ``--log-format`` takes: ``auto`` is ``console`` on a terminal, else ``json``.
+LOG_FORMATS = ("auto", "console", "json")
+
+
+def resolve_format(fmt: str, stream: TextIO | None = None) -> str:
+    """``console`` or ``json``: ``auto`` becomes ``console`` when ``stream`` (stderr) is a
+    terminal, ``json`` otherwise (a file, a pipe, a log collector)."""
+    if fmt != "auto":
+        return fmt
+    target = sys.stderr if stream is None else stream
+    try:
+        return "console" if target.isatty() else "json"
+    except ValueError:  # a closed stream
+        return "json"
+
+
+def configure_logging(level: str = "info", fmt: str = "json") -> LoopBatchedStream | None:
+    """Send structlog output to stderr, as JSON lines or in a readable console format.
 
     Args:
         level: the lowest level logged.
-        json: JSON lines (default) or a coloured console format for humans.
+        fmt: ``json`` (one object a line, for machines), ``console`` (structlog's
+            coloured renderer, for a person at a terminal) or ``auto`` (see
+            :func:`resolve_format`).
 
     Returns:
         the stream JSON lines go to (for :class:`JsonLines`), or ``None`` for console output.
     """
-    renderer: structlog.typing.Processor
+    processors: list[structlog.typing.Processor] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     stream: LoopBatchedStream | None = None
-    if json:
-        renderer = structlog.processors.JSONRenderer(serializer=dumps)
+    factory: structlog.typing.WrappedLogger
+    if resolve_format(fmt) == "json":
+        processors += [
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=dumps),
+        ]
         stream = LoopBatchedStream(sys.stderr.buffer)
         # BytesLoggerFactory is annotated for a file object; it only calls write and flush.
-        factory: structlog.typing.WrappedLogger = structlog.BytesLoggerFactory(stream)  # type: ignore[arg-type]
+        factory = structlog.BytesLoggerFactory(stream)  # type: ignore[arg-type]
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        # The console renderer formats exceptions itself (format_exc_info would pre-empt it).
+        processors.append(structlog.dev.ConsoleRenderer())
         factory = structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=factory,
         cache_logger_on_first_use=True,

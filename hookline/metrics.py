@@ -34,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hookline.errors import ListenError
 from hookline.redis import keys
 from hookline.redis.connection import as_str
 from hookline.redis.jobs import parse_rq_timestamp
@@ -157,13 +158,31 @@ def serve_metrics(
     host: str,
     port: int,
     health: Callable[[], tuple[bool, str]] | None = None,
+    *,
+    key: str,
 ) -> None:
     """Serve ``registry`` on ``http://host:port/metrics`` from a daemon thread.
 
     With ``health`` (returning ready or not, and a word on why), the same server also
     answers ``GET /healthz`` (200 while the process runs) and ``GET /readyz``
     (200 when ready, else 503), for orchestrators' probes.
+
+    Raises:
+        ListenError: when the port is taken (the message names ``key``, the setting
+            that chose it).
     """
+    try:
+        _serve_metrics(registry, host, port, health)
+    except OSError as exc:
+        raise ListenError.from_os_error(exc, host, port, key) from None
+
+
+def _serve_metrics(
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    health: Callable[[], tuple[bool, str]] | None,
+) -> None:
     if health is None:
         start_http_server(port, addr=host, registry=registry)
         return

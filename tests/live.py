@@ -112,6 +112,25 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``hookline`` command to completion, with hookline's variables
+    cleared (and ``env`` added)."""
+    return subprocess.run(
+        [HOOKLINE, *args],
+        env=clean_env(**(env or {})),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def wait_until_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     """Return once ``GET /healthz`` answers 200 on ``port``.
 

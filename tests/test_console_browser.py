@@ -19,6 +19,7 @@ import pytest
 import redis
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
+from hookline.console.security import login_link_code
 from hookline.dlq.store import DeadLetters
 from hookline.redis.embedded import free_port
 from tests.console_support import TOKEN, kill
@@ -207,3 +208,21 @@ class TestConsoleInABrowser:
         page.goto(f"{console_url}/")
         expect(page.locator("#dead-total")).to_have_text("1")
         assert sorted(e.id for e in queued_envelopes(r)) == [f"gh_{n}" for n in range(6)]
+
+    def test_login_link_opens_the_console_once(
+        self, console_url: str, browser: Browser, r: redis.Redis
+    ) -> None:
+        """The link `hookline dev` prints logs a real browser in (its SameSite=Strict cookie
+        is sent after the redirect); the same link in a fresh browser is refused."""
+        kill(r, "evt_1")
+        link = f"{console_url}/login?link={login_link_code(TOKEN)}"
+        first = browser.new_context().new_page()
+        first.set_default_timeout(10_000)
+        first.goto(link)
+        expect(first).to_have_url(f"{console_url}/")
+        expect(first.locator("#dead-total")).to_have_text("1")
+        second = browser.new_context().new_page()
+        second.goto(link)
+        expect(second.locator(".error")).to_contain_text("used already")
+        second.goto(f"{console_url}/")
+        expect(second).to_have_url(f"{console_url}/login?next=/")

@@ -201,6 +201,17 @@ class TestList:
         assert rows[0]["attempts"] == 3 and rows[0]["error_type"] == "ConnectionError"
         assert set(rows[0]) >= {"id", "age", "source", "type", "error_message", "dead_at"}
 
+    def test_json_never_cuts_an_id(self, cli: Cli, dl: DeadLetters) -> None:
+        """``--json`` prints the longest event id and the dead-letter id whole, which the
+        table cuts to fit, so that ``show`` takes what ``list --json`` printed."""
+        long_id = "evt_" + "x" * 252
+        letter = dead(dl, long_id, event_type="t." + "y" * 200)
+        (row,) = [orjson.loads(line) for line in cli("list", "--json").stdout.splitlines()]
+        assert row["event_id"] == long_id and row["id"] == letter.id
+        assert long_id not in cli("list").stdout
+        shown = cli("show", f"test:{row['event_id']}", "--json")
+        assert orjson.loads(shown.stdout)["id"] == letter.id
+
     def test_source_filter(self, cli: Cli, dl: DeadLetters) -> None:
         """``--source`` keeps one source's entries."""
         dead(dl, "a")
@@ -306,7 +317,53 @@ class TestShow:
         """An unknown id is an error naming it, exit 1."""
         result = cli("show", "0123456789abcdef0123")
         assert result.exit_code == 1
-        assert "no dead letter with id '0123456789abcdef0123'" in result.stderr
+        assert "no dead letter with id or event id '0123456789abcdef0123'" in result.stderr
+        assert "Traceback" not in result.output
+
+    def test_by_source_and_event_id(self, cli: Cli, dl: DeadLetters) -> None:
+        """``show SOURCE:EVENT_ID`` shows the entry of that event, colons in the id kept."""
+        dead(dl, "evt:1", source="strict")
+        letter = dead(dl, "evt:1")
+        result = cli("show", "test:evt:1", "--json")
+        assert result.exit_code == 0, result.output
+        assert orjson.loads(result.stdout)["id"] == letter.id
+
+    def test_by_event_id_option(self, cli: Cli, dl: DeadLetters) -> None:
+        """``show --event-id ID --source S`` names the entry by what the provider sent."""
+        dead(dl, "evt_7", source="strict")
+        letter = dead(dl, "evt_7")
+        result = cli("show", "--event-id", "evt_7", "--source", "test", "--json")
+        assert result.exit_code == 0, result.output
+        assert orjson.loads(result.stdout)["id"] == letter.id
+
+    def test_bare_event_id_found_in_its_only_source(self, cli: Cli, dl: DeadLetters) -> None:
+        """An event id alone finds its entry when one source has it dead."""
+        letter = dead(dl, "evt_solo", source="strict")
+        dead(dl, "evt_other")
+        assert orjson.loads(cli("show", "evt_solo", "--json").stdout)["id"] == letter.id
+
+    def test_bare_event_id_in_several_sources_is_named_ambiguous(
+        self, cli: Cli, dl: DeadLetters
+    ) -> None:
+        """An event id dead in two sources is refused, listing both as SOURCE:EVENT_ID."""
+        dead(dl, "evt_twice")
+        dead(dl, "evt_twice", source="strict")
+        result = cli("show", "evt_twice")
+        assert result.exit_code == 1
+        assert "strict:evt_twice, test:evt_twice" in result.stderr
+
+    def test_unknown_event_id_of_a_source(self, cli: Cli, dl: DeadLetters) -> None:
+        """An event id not dead in the named source is an error naming both, exit 1."""
+        dead(dl, "evt_1", source="strict")
+        result = cli("show", "--event-id", "evt_1", "--source", "test")
+        assert result.exit_code == 1
+        assert "no dead letter with id or event id 'evt_1' of source 'test'" in result.stderr
+
+    def test_neither_entry_nor_event_id_is_a_usage_error(self, cli: Cli) -> None:
+        """``show`` with nothing to show, or with both forms, exits 2 saying what to give."""
+        assert cli("show").exit_code == 2
+        both = cli("show", "abc", "--event-id", "evt_1")
+        assert both.exit_code == 2 and "name one dead letter" in both.stderr
 
 
 class TestReplay:

@@ -1,15 +1,17 @@
 """``hookline check``: find what would stop hookline or lose events, before it runs.
 
-Three passes, each reporting every problem it finds rather than the first: the
+Four passes, each reporting every problem it finds rather than the first: the
 configuration (with each source whose environment secrets are missing named as such),
-each source's scheme and keys, and the Redis server (reachable, and configured so that
-an acknowledged event is neither evicted nor lost on restart).
+each source's scheme and keys, each handler module (imported as a worker would, from the
+current directory), and the Redis server (reachable, and configured so that an
+acknowledged event is neither evicted nor lost on restart).
 """
 
 from __future__ import annotations
 
+import importlib
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +26,7 @@ from hookline.config.settings import (
     load_settings,
     parse_settings,
 )
-from hookline.errors import ConfigError
+from hookline.errors import ConfigError, HooklineError
 from hookline.ingest.sources import prepare_source
 from hookline.redis.connection import MASK, failure_reason, mask_url, sync_client
 
@@ -68,11 +70,14 @@ def run_checks(config_path: str | None, env: Mapping[str, str]) -> list[Finding]
         config_path: the configuration file; ``None`` to use ``env[HOOKLINE_CONFIG]``.
         env: the environment secrets and overrides are read from.
     """
-    settings, findings = check_config(config_path, env)
+    settings, findings, skipped = _check_config(config_path, env)
     if settings is None:
-        findings.append(Finding("info", "sources and Redis not checked: fix the configuration"))
+        findings.append(
+            Finding("info", "sources, handlers and Redis not checked: fix the configuration")
+        )
         return findings
-    findings += check_sources(settings)
+    findings += check_sources(settings, skipped=skipped)
+    findings += check_handlers(settings, skipped=skipped)
     findings += check_redis(settings.redis_url)
     return findings
 
@@ -89,23 +94,31 @@ def check_config(
     Returns:
         the settings (``None`` when other problems prevent building them) and the findings.
     """
+    settings, findings, _ = _check_config(config_path, env)
+    return settings, findings
+
+
+def _check_config(
+    config_path: str | None, env: Mapping[str, str]
+) -> tuple[Settings | None, list[Finding], list[str]]:
+    """:func:`check_config`, and the sources left out for missing secrets."""
     try:
         settings = load_settings(config_path, env)
     except ConfigError as exc:
         chosen = config_path or env.get(CONFIG_ENV)
         if not chosen:
-            return None, [Finding("error", str(exc))]
+            return None, [Finding("error", str(exc))], []
         try:
             data = tomllib.loads(Path(chosen).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            return None, [Finding("error", str(exc))]  # load_settings already said why
+            return None, [Finding("error", str(exc))], []  # load_settings already said why
         return _check_parsed(data, env, Path(chosen))
-    return settings, [_config_ok(settings)]
+    return settings, [_config_ok(settings)], []
 
 
 def _check_parsed(
     data: Mapping[str, Any], env: Mapping[str, str], path: Path
-) -> tuple[Settings | None, list[Finding]]:
+) -> tuple[Settings | None, list[Finding], list[str]]:
     missing = _missing_env_secrets(data, env)
     findings = [
         Finding(
@@ -124,9 +137,9 @@ def _check_parsed(
         # The message is a heading line then one indented line per problem.
         heading, *problems = str(exc).splitlines()
         errors = [Finding("error", f"{path}: {p.strip()}") for p in problems or [heading]]
-        return None, errors + findings
+        return None, errors + findings, list(missing)
     complete = {name: src for name, src in settings.sources.items() if name not in missing}
-    return settings.model_copy(update={"sources": complete}), findings
+    return settings.model_copy(update={"sources": complete}), findings, list(missing)
 
 
 def _missing_env_secrets(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, list[str]]:
@@ -152,9 +165,14 @@ def _config_ok(settings: Settings) -> Finding:
     return Finding("ok", f"configuration {settings.path}: valid; sources: {names}")
 
 
-def check_sources(settings: Settings) -> list[Finding]:
-    """Build each source's scheme and keys as the receiver does at start-up."""
-    if not settings.sources:
+def check_sources(settings: Settings, *, skipped: Sequence[str] = ()) -> list[Finding]:
+    """Build each source's scheme and keys as the receiver does at start-up.
+
+    Args:
+        skipped: sources left out of ``settings`` because their secrets are missing
+            (reported already): with them, no source is not "no sources configured".
+    """
+    if not settings.sources and not skipped:
         return [Finding("warning", "no sources configured: every webhook would get a 404")]
     findings = []
     for name, source in sorted(settings.sources.items()):
@@ -171,6 +189,64 @@ def check_sources(settings: Settings) -> list[Finding]:
                 f"queue {source.queue}",
             )
         )
+    return findings
+
+
+def check_handlers(settings: Settings, *, skipped: Sequence[str] = ()) -> list[Finding]:
+    """Import each handler module as a worker would and count what it registers.
+
+    A module that cannot be imported, or has no ``@on(...)`` function, is an error naming
+    it (a worker would refuse to start); a route for a source that is not configured is a
+    warning (a typo: its events never come). ``skipped`` sources count as configured.
+    """
+    from hookline.workers.handlers import ANY, Router, load_router
+
+    modules = settings.workers.handlers
+    if not modules:
+        return [Finding("info", "workers.handlers is empty: a worker would handle no event")]
+    configured = {*settings.sources, *skipped}
+    findings = []
+    for name in modules:
+        router = Router()
+        try:
+            added = router.include(importlib.import_module(name))
+        except Exception as exc:  # whatever the module raises at import is the finding
+            reason = (str(exc).strip().splitlines() or [""])[0]
+            findings.append(
+                Finding(
+                    "error",
+                    f"workers.handlers: cannot import {name!r}: {type(exc).__name__}"
+                    + (f": {reason}" if reason else ""),
+                )
+            )
+            continue
+        if added == 0:
+            findings.append(
+                Finding(
+                    "error",
+                    f"workers.handlers: module {name!r} has no function decorated with @on(...)",
+                )
+            )
+            continue
+        routes = router.routes()
+        shown = ", ".join(f"{source}/{event_type}" for source, event_type, _ in routes[:8])
+        more = f" and {len(routes) - 8} more" if len(routes) > 8 else ""
+        count = f"{len(routes)} route{'s' * (len(routes) != 1)}"
+        findings.append(Finding("ok", f"handlers {name}: {count}: {shown}{more}"))
+        findings += [
+            Finding(
+                "warning",
+                f"handler {handler} is for source {source!r}, which is not configured: "
+                "its events never arrive",
+            )
+            for source, _, handler in routes
+            if source != ANY and source not in configured
+        ]
+    if not has_errors(findings):
+        try:
+            load_router(modules)  # two modules routing the same events
+        except HooklineError as exc:
+            findings.append(Finding("error", str(exc)))
     return findings
 
 

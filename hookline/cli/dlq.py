@@ -143,13 +143,33 @@ def list_(
 
 @dlq.command()
 @config_option
-@click.argument("entry")
+@click.argument("entry", required=False)
+@click.option("--event-id", help="The event's id (as the provider sent it) instead of ENTRY.")
+@click.option("--source", help="The event's source (with --event-id, or ENTRY as an event id).")
 @click.option("--json", "as_json", is_flag=True, help="The entry as stored (pretty JSON).")
-def show(config_path: str | None, entry: str, as_json: bool) -> None:
-    """Show one dead letter: envelope, headers, body, every attempt with its traceback."""
+def show(
+    config_path: str | None,
+    entry: str | None,
+    event_id: str | None,
+    source: str | None,
+    as_json: bool,
+) -> None:
+    """Show one dead letter: envelope, headers, body, every attempt with its traceback.
+
+    ENTRY is a dead-letter id (from `hookline dlq list`), SOURCE:EVENT_ID, or an event id.
+    """
+    if (entry is None) == (event_id is None):
+        raise click.UsageError(
+            "name one dead letter: ENTRY (an id or SOURCE:EVENT_ID) or --event-id"
+        )
     with session(config_path) as dead_letters:
         try:
-            letter = dead_letters.get(entry)
+            letter = ops.find(
+                dead_letters,
+                entry if source is None else None,
+                event_id=event_id if source is None else (event_id or entry),
+                source=source,
+            )
         except DeadLetterError as exc:
             raise click.ClickException(f"{exc} (see `hookline dlq list`)") from None
     if as_json:

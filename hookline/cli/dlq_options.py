@@ -1,6 +1,6 @@
 """What a ``hookline dlq`` command acts on: its shared options, the selection they make, Redis.
 
-The commands themselves are in :mod:`hookline.dlq_cli`. Everything here turns an
+The commands themselves are in :mod:`hookline.cli.dlq`. Everything here turns an
 operator's mistake or an unreachable Redis into a message and click's exit status.
 """
 
@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 import redis
 
+from hookline.cli import options
 from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
 from hookline.dlq import ops
 from hookline.dlq.search import Filter
@@ -24,13 +25,10 @@ from hookline.redis.connection import failure_reason, mask_url, sync_client
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The ``--config`` option of every command: where :func:`session` finds Redis.
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar=CONFIG_ENV,
-    help=f"Configuration file (TOML); Redis from redis.url. Default: ${CONFIG_ENV}, "
-    f"else ${REDIS_URL_ENV}.",
+config_option = options.config_option(
+    discover=True,
+    help_text=f"Configuration file (TOML); Redis from redis.url. Default: ${CONFIG_ENV}, "
+    f"else {options.DEV_CONFIG_FILE} while `hookline dev` runs here, else ${REDIS_URL_ENV}.",
 )
 
 
@@ -110,7 +108,7 @@ def _redis_url(config_path: str | None) -> str:
     if not url:
         raise click.ClickException(
             f"no Redis to read: set redis.url in the configuration (--config or "
-            f"${CONFIG_ENV}) or ${REDIS_URL_ENV}"
+            f"${CONFIG_ENV}) or ${REDIS_URL_ENV}, or start `hookline dev` in this directory"
         )
     return url
 

@@ -4,41 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
+from hookline.cli.options import (
+    DEV_CONFIG,
+    NO_CONFIG,
+    config_option,
+    load,
+    log_format_option,
+    log_level_option,
+)
+from hookline.config.settings import REDIS_URL_ENV
 from hookline.errors import HooklineError
 from hookline.logs import JsonLines, configure_logging
 
-if TYPE_CHECKING:  # the schema (and pydantic) load with the first configuration, not --help
-    from hookline.config.settings import Settings
-
-#: The configuration ``hookline dev`` uses when none is given.
-DEV_CONFIG = Path(__file__).resolve().parent.parent / "config" / "dev.toml"
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar=CONFIG_ENV,
-    help=f"Configuration file (TOML). Default: ${CONFIG_ENV}.",
-)
-
-
-def load(config_path: str | None) -> Settings:
-    """Load settings or exit with the configuration error's message."""
-    try:
-        return load_settings(config_path)
-    except HooklineError as exc:
-        raise click.ClickException(str(exc)) from None
+__all__ = ["DEV_CONFIG", "main"]
 
 
 @click.group()
@@ -48,33 +31,40 @@ def main() -> None:
 
 
 @main.command()
-@config_option
+@config_option()
 @click.option("--host", help="Bind address (default: server.host).")
 @click.option("--port", type=int, help="Port (default: server.port).")
-@click.option("--log-level", default="info", show_default=True)
-def serve(config_path: str | None, host: str | None, port: int | None, log_level: str) -> None:
+@log_level_option
+@log_format_option
+def serve(
+    config_path: str | None, host: str | None, port: int | None, log_level: str, log_format: str
+) -> None:
     """Run the HTTP receiver."""
     from hookline.ingest.server import serve as run
 
     settings = load(config_path)
-    stream = configure_logging(log_level)
+    stream = configure_logging(log_level, log_format)
     if not settings.redis_url:
         raise click.ClickException(
             f"redis.url is not set: set it in the configuration or {REDIS_URL_ENV}, "
             "or use `hookline dev` for an embedded Redis"
         )
+    # JSON access lines skip structlog's processor chain (the hot path); console ones do not.
+    access_log = JsonLines(stream, log_level) if stream is not None else None
     try:
-        access_log = JsonLines(stream, log_level) if stream is not None else None
-        run(settings, host=host, port=port, access_log=access_log)
+        run(
+            settings,
+            host=host,
+            port=port,
+            access_log=access_log,
+            port_key="server.port" if port is None else "--port",
+        )
     except HooklineError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # the address is taken or not ours to bind
-        where = f"{host or settings.server.host}:{settings.server.port if port is None else port}"
-        raise click.ClickException(f"cannot listen on {where}: {exc}") from None
 
 
 @main.command()
-@config_option
+@config_option(discover=True)
 @click.argument("source")
 @click.option("--type", "event_type", help="Event type (default: hookline.test).")
 @click.option("--data", help="Body: JSON text, or @FILE to read it from a file.")
@@ -96,7 +86,7 @@ def send(
     and POST it."""
     from hookline.cli.send import build_request, post
 
-    settings = load(config_path or (None if os.environ.get(CONFIG_ENV) else str(DEV_CONFIG)))
+    settings = load(config_path or str(DEV_CONFIG))
     body: bytes | None = None
     if data is not None:
         if data.startswith("@"):
@@ -121,13 +111,11 @@ def send(
         sys.exit(1)
 
 
-def _command_name() -> str:
-    """How to call this same ``hookline`` from a shell (a venv's script may not be on PATH)."""
-    script = Path(sys.executable).with_name("hookline")
-    found = shutil.which("hookline")
-    if found and Path(found).resolve() == script.resolve():
-        return "hookline"
-    return str(script) if script.exists() else "hookline"
+def handlers_importable_from_here() -> None:
+    """Put the current directory on ``sys.path``: handler modules are found from here, as
+    with ``rq worker``."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def _queues(value: tuple[str, ...]) -> list[str]:
@@ -135,7 +123,7 @@ def _queues(value: tuple[str, ...]) -> list[str]:
 
 
 @main.command()
-@config_option
+@config_option()
 @click.option(
     "--queues",
     "-q",
@@ -150,26 +138,27 @@ def _queues(value: tuple[str, ...]) -> list[str]:
     help="Worker processes (default: workers.processes).",
 )
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
-@click.option("--log-level", default="info", show_default=True)
+@log_level_option
+@log_format_option
 def work(
     config_path: str | None,
     queues: tuple[str, ...],
     processes: int | None,
     burst: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run worker processes under a supervisor that restarts any that die."""
     from hookline.workers.handlers import load_router
     from hookline.workers.supervisor import Supervisor
 
     settings = load(config_path)
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     if not settings.redis_url:
         raise click.ClickException(
             f"redis.url is not set: set it in the configuration or {REDIS_URL_ENV}"
         )
-    if os.getcwd() not in sys.path:  # handler modules are found from here, as with `rq worker`
-        sys.path.insert(0, os.getcwd())
+    handlers_importable_from_here()
     try:
         load_router(settings.workers.handlers)  # fail here, once, not in every child
     except HooklineError as exc:
@@ -181,94 +170,39 @@ def work(
         queues=_queues(queues) or list(settings.workers.queues),
         burst=burst,
     )
-    sys.exit(supervisor.run())
-
-
-@main.command()
-@config_option
-@click.option(
-    "--data-dir",
-    default=".hookline",
-    show_default=True,
-    help="Where the embedded Redis keeps its append-only file.",
-)
-@click.option("--port", type=int, help="Receiver port (default: server.port).")
-def dev(config_path: str | None, data_dir: str, port: int | None) -> None:
-    """Run the whole pipeline locally: embedded Redis (unless configured), receiver, worker."""
-    from hookline.redis.embedded import EmbeddedRedis
-
-    path = config_path or str(DEV_CONFIG)
-    settings = load(path)
-    embedded: EmbeddedRedis | None = None
-    url = settings.redis_url
-    if not url:
-        # absolute: redis-server enters --dir before opening its relative --logfile
-        embedded = EmbeddedRedis(Path(data_dir).resolve() / "redis")
-        try:
-            embedded.start()
-        except HooklineError as exc:
-            raise click.ClickException(str(exc)) from None
-        url = embedded.url
-    env = {**os.environ, CONFIG_ENV: path, REDIS_URL_ENV: url}
-    exe = [sys.executable, "-m", "hookline"]
-    serve_cmd = [*exe, "serve"] + (["--port", str(port)] if port is not None else [])
-    children = [
-        subprocess.Popen(serve_cmd, env=env),  # noqa: S603 -- our own command
-        subprocess.Popen([*exe, "work"], env=env),  # noqa: S603 -- our own command
-    ]
-    bind_port = port or settings.server.port
-    source = next(iter(settings.sources), "SOURCE")
-    click.echo(
-        f"hookline dev: Redis at {url}{' (embedded)' if embedded else ''}, "
-        f"receiver on http://127.0.0.1:{bind_port}/hooks/{{source}}\n"
-        f"Send a first event from another terminal:\n"
-        f"  {_command_name()} send {source}"
-        + (f" --config {config_path}" if config_path else "")
-        + (f" --url http://127.0.0.1:{bind_port}/hooks/{source}" if port else "")
-        + "\nCtrl-C stops everything."
-    )
     try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if embedded is not None:
-            embedded.stop()
-    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
-    if failed:
-        raise click.ClickException(f"a process exited with an error: {failed[0].args!r}")
+        code = supervisor.run()
+    except HooklineError as exc:  # the metrics port taken, before any worker started
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 @main.command()
-@config_option
+@config_option(discover=True)
 def check(config_path: str | None) -> None:
-    """Check the configuration, each source and Redis; exit 1 on any error.
+    """Check the configuration, each source, each handler module and Redis; exit 1 on any
+    error.
 
     Warnings (Redis settings that can lose events) are printed but do not fail.
     """
     from hookline.cli.check import has_errors, render, run_checks
 
+    if config_path is None:
+        raise click.ClickException(NO_CONFIG)
+    handlers_importable_from_here()
     findings = run_checks(config_path, os.environ)
     click.echo(render(findings))
     if has_errors(findings):
         sys.exit(1)
 
 
-from hookline.console.command import console  # noqa: E402 -- a command kept in its own package
+# The larger commands live in modules of their own, registered once the group exists.
+from hookline.cli.console import console  # noqa: E402
+from hookline.cli.dev import dev  # noqa: E402
+from hookline.cli.dlq import dlq  # noqa: E402
 
+main.add_command(dev)
 main.add_command(console)
-
-from hookline.cli.dlq import dlq  # noqa: E402 -- registered last, after the group exists
-
 main.add_command(dlq)
 
 from hookline.cli.keygen import keygen  # noqa: E402 -- a command kept in its own module

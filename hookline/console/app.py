@@ -38,6 +38,7 @@ from hookline.console.security import (
 from hookline.dlq.search import Search
 from hookline.dlq.store import DeadLetters
 from hookline.errors import ConfigError
+from hookline.listen import listen
 from hookline.redis.connection import sync_client
 
 log = structlog.get_logger("hookline.console")
@@ -114,16 +115,27 @@ def create_console_app(settings: Settings, redis_url: str | None = None) -> web.
     return app
 
 
-def serve_console(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+def serve_console(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    port_key: str = "console.port",
+) -> None:
     """Serve the console until SIGINT/SIGTERM.
+
+    Args:
+        port_key: what chose ``port`` (a key or a flag), named if the port is taken.
 
     Raises:
         ConfigError: when no token is configured, or no Redis URL.
+        ListenError: when the port cannot be bound.
     """
     bind_host = host or settings.console.host
     bind_port = settings.console.port if port is None else port
     check_startup(settings, bind_host)
     app = create_console_app(settings)
+    sock = listen(bind_host, bind_port, port_key)
     if not is_loopback(bind_host):
         log.warning(
             "console listening beyond loopback: put it behind TLS, the token is sent with "
@@ -132,4 +144,5 @@ def serve_console(settings: Settings, *, host: str | None = None, port: int | No
         )
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     log.info("console starting", url=f"http://{shown}:{bind_port}/")
-    web.run_app(app, host=bind_host, port=bind_port, access_log=None, print=None)
+    web.run_app(app, sock=sock, access_log=None, print=None)
+    log.info("console stopped")

@@ -106,9 +106,16 @@ def safe_next(target: str) -> str:
     return "/"
 
 
-async def login_form(request: web.Request) -> web.Response:
-    """``GET /login``: the token form."""
-    return render(request, "login.html", next=safe_next(request.query.get("next", "/")))
+async def login_form(request: web.Request) -> web.StreamResponse:
+    """``GET /login``: the token form, or, with ``?link=CODE``, a one-time login link."""
+    target = safe_next(request.query.get("next", "/"))
+    code = request.query.get("link")
+    if code is None:
+        return render(request, "login.html", next=target)
+    if request.app[GUARD].use_link(code):
+        raise _logged_in(request, target)
+    await asyncio.sleep(_LOGIN_FAILURE_DELAY)
+    return render(request, "login.html", status=401, next=target, link_failed=True)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -119,17 +126,22 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not isinstance(given, str) or not guard.token_ok(given):
         await asyncio.sleep(_LOGIN_FAILURE_DELAY)
         return render(request, "login.html", status=401, next=target, failed=True)
+    raise _logged_in(request, target)
+
+
+def _logged_in(request: web.Request, target: str) -> web.HTTPSeeOther:
+    """The redirect to ``target`` that sets a fresh session cookie."""
     response = web.HTTPSeeOther(target)
     response.set_cookie(
         COOKIE,
-        guard.new_cookie(),
+        request.app[GUARD].new_cookie(),
         max_age=int(SESSION_SECONDS),
         path="/",
         httponly=True,
         samesite="Strict",
         secure=request.secure,
     )
-    raise response
+    return response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

@@ -4,9 +4,13 @@ Every request but the login page and its stylesheet must carry the configured to
 either as ``Authorization: Bearer`` (scripts) or through a session cookie that the login
 form sets (browsers). The cookie holds no secret: an issue time, a random nonce and a
 MAC under a key drawn at start-up, so a restart logs everyone out and a stolen cookie
-says nothing about the token. Actions are POSTs that must come from the console's own
-pages: a CSRF token bound to the session in a hidden field, and an Origin (or Referer)
-naming the console itself.
+says nothing about the token. A one-time login link (``GET /login?link=CODE``, printed
+by ``hookline dev``) logs a browser in without typing the token: the code is an issue
+time and a nonce under a MAC keyed by the token itself, so only who holds the token
+can make one; the console takes each nonce once, and none older than a session.
+
+Actions are POSTs that must come from the console's own pages: a CSRF token bound to
+the session in a hidden field, and an Origin (or Referer) naming the console itself.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from hookline.errors import ConfigError
 COOKIE = "hookline_console"
 #: How long a login lasts.
 SESSION_SECONDS = 12 * 3600.0
+#: How long a one-time login link (``hookline dev`` prints one) stays usable.
+LINK_SECONDS = SESSION_SECONDS
+#: Seconds a link's issue time may lie ahead of the console's clock.
+LINK_CLOCK_SKEW = 60.0
 #: Headers sent with every response: no framing, no caching, no script at all.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -86,12 +94,38 @@ def _bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+def _link_mac(token: bytes, body: str) -> str:
+    return hmac.new(token, _bytes("login-link." + body), hashlib.sha256).hexdigest()
+
+
+def login_link_code(token: str, now: float | None = None) -> str:
+    """A one-time code for ``GET /login?link=CODE`` that logs a browser in.
+
+    Made by whoever holds the console ``token`` (``hookline dev``, which generated it);
+    the console accepts it once, within :data:`LINK_SECONDS` of ``now``.
+    """
+    body = f"{int(time.time() if now is None else now)}.{secrets.token_hex(16)}"
+    return f"{body}.{_link_mac(token.encode(), body)}"
+
+
+def _signed_parts(value: str) -> tuple[str, str, str] | None:
+    """``ISSUED.NONCE.MAC`` split, or ``None`` for anything else a client may send."""
+    issued, _, rest = value.partition(".")
+    nonce, _, mac = rest.partition(".")
+    # Whatever a client sent: never int() on "²", never compare_digest on non-ASCII text.
+    if not (issued.isascii() and issued.isdigit() and nonce and mac):
+        return None
+    return issued, nonce, mac
+
+
 class Guard:
     """Checks tokens, issues and reads session cookies, and derives CSRF tokens."""
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
         self._key = secrets.token_bytes(32)
+        #: Nonces of the login links used already (only who holds the token makes one).
+        self._used_links: set[str] = set()
 
     def token_ok(self, given: str) -> bool:
         """Whether ``given`` is the configured token (constant time)."""
@@ -111,17 +145,30 @@ class Guard:
         scheme, _, given = auth.partition(" ")
         if scheme.lower() == "bearer" and self.token_ok(given.strip()):
             return Session("bearer", "", by_cookie=False)
-        value = request.cookies.get(COOKIE, "")
-        issued, _, rest = value.partition(".")
-        nonce, _, mac = rest.partition(".")
-        # Whatever a client sent: never int() on "²", never compare_digest on non-ASCII text.
-        if not (issued.isascii() and issued.isdigit() and nonce and mac):
+        parts = _signed_parts(request.cookies.get(COOKIE, ""))
+        if parts is None:
             return None
+        issued, nonce, mac = parts
         if not hmac.compare_digest(_bytes(mac), _bytes(self._mac(f"session.{issued}.{nonce}"))):
             return None
         if time.time() - int(issued) > SESSION_SECONDS:
             return None
         return Session(nonce, self._mac("csrf." + nonce), by_cookie=True)
+
+    def use_link(self, code: str, now: float | None = None) -> bool:
+        """Whether ``code`` is a valid login link not used before; it is used up if so."""
+        parts = _signed_parts(code)
+        if parts is None:
+            return False
+        issued, nonce, mac = parts
+        expected = _link_mac(self._token, f"{issued}.{nonce}")
+        if not hmac.compare_digest(_bytes(mac), _bytes(expected)):
+            return False
+        age = (time.time() if now is None else now) - int(issued)
+        if not -LINK_CLOCK_SKEW <= age <= LINK_SECONDS or nonce in self._used_links:
+            return False
+        self._used_links.add(nonce)
+        return True
 
 
 def _names_host(url_text: str, host: str) -> bool:

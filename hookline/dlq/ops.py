@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 from hookline.config.settings import parse_duration
 from hookline.dlq.search import Filter, Search
-from hookline.dlq.store import DeadLetter, DeadLetters
+from hookline.dlq.store import DeadLetter, DeadLetters, entry_id
 from hookline.envelope import Envelope
-from hookline.errors import FilterError
+from hookline.errors import DeadLetterError, FilterError
 
 #: Most entries moved or removed in one atomic step.
 MAX_STEP = 200
@@ -326,3 +326,43 @@ def summary(letter: DeadLetter, now: float) -> dict[str, object]:
 def fresh_envelope(letter: DeadLetter) -> Envelope:
     """The envelope of ``letter`` with no attempts, as a replay enqueues it."""
     return replace(letter.envelope, attempts=[])
+
+
+def find(
+    dead_letters: DeadLetters,
+    entry: str | None = None,
+    *,
+    event_id: str | None = None,
+    source: str | None = None,
+) -> DeadLetter:
+    """The dead letter an operator names: by its id, as ``SOURCE:EVENT_ID``, or by event id.
+
+    ``entry`` is tried as a dead-letter id, then (when it holds a colon) as
+    ``SOURCE:EVENT_ID``, then as an event id of any source that has dead letters.
+    ``event_id`` (with ``source``, or without: any source) names an event directly.
+    One round trip reads every candidate.
+
+    Raises:
+        DeadLetterError: when nothing matches, or an event id matches in several sources
+            (the message lists them as ``SOURCE:EVENT_ID``).
+    """
+    tiers: list[list[str]] = []
+    wanted = event_id if event_id is not None else entry
+    if wanted is None:
+        raise DeadLetterError("name a dead letter: its id, SOURCE:EVENT_ID, or an event id")
+    if event_id is None and source is None:
+        tiers.append([wanted])
+        if ":" in wanted:
+            tiers.append([entry_id(*wanted.split(":", 1))])
+    sources = [source] if source is not None else sorted(dead_letters.counts("source"))
+    tiers.append([entry_id(name, wanted) for name in sources])
+    found = {letter.id: letter for letter in dead_letters.get_many([i for t in tiers for i in t])}
+    for tier in tiers:
+        matches = [found[i] for i in dict.fromkeys(tier) if i in found]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            named = ", ".join(f"{m.envelope.source}:{m.envelope.id}" for m in matches)
+            raise DeadLetterError(f"event id {wanted!r} is dead in several sources: {named}")
+    where = f" of source {source!r}" if source is not None else ""
+    raise DeadLetterError(f"no dead letter with id or event id {wanted!r}{where}")

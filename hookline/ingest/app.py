@@ -167,7 +167,7 @@ class Receiver:
             try:
                 outcome = await self.committer.submit(pending)
             except Exception as exc:  # Redis down, timed out, or shutting down: provider retries
-                self.probe.forget()
+                self.probe.failed(exc)
                 fields["outcome"] = "redis-unavailable"
                 fields["error"] = type(exc).__name__
                 if token is not None:

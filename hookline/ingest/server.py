@@ -12,6 +12,7 @@ from aiohttp import web, web_runner
 
 from hookline.config.settings import Settings
 from hookline.ingest.app import METRICS, READY, create_app
+from hookline.listen import listen
 from hookline.logs import LogLine
 from hookline.metrics import serve_metrics
 
@@ -92,21 +93,34 @@ def serve(
     port: int | None = None,
     redis_url: str | None = None,
     access_log: LogLine | None = None,
+    port_key: str = "server.port",
 ) -> None:
-    """Serve until SIGINT/SIGTERM: then stop accepting, finish in-flight requests, commit, exit."""
+    """Serve until SIGINT/SIGTERM: then stop accepting, finish in-flight requests, commit, exit.
+
+    Args:
+        port_key: what chose ``port`` (a key or a flag), named if the port is taken.
+
+    Raises:
+        ListenError: when the receiver's or the metrics' port cannot be bound.
+    """
     app = create_app(settings, redis_url, access_log=access_log)
     app.on_startup.append(functools.partial(_drain_on_sigterm, delay=settings.server.drain_delay))
     app.on_startup.append(_freeze)
     if settings.metrics.receiver_port:
-        serve_metrics(app[METRICS].registry, settings.metrics.host, settings.metrics.receiver_port)
+        serve_metrics(
+            app[METRICS].registry,
+            settings.metrics.host,
+            settings.metrics.receiver_port,
+            key="metrics.receiver_port",
+        )
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
+    sock = listen(bind_host, bind_port, port_key)
     log.info("receiver starting", host=bind_host, port=bind_port, sources=sorted(settings.sources))
     web.run_app(
         app,
         loop=_new_loop(),
-        host=bind_host,
-        port=bind_port,
+        sock=sock,
         access_log=None,
         print=None,
         # aiohttp starts this timer when a connection opens and after each response, and
@@ -115,3 +129,4 @@ def serve(
         shutdown_timeout=SHUTDOWN_GRACE,
         handle_signals=True,
     )
+    log.info("receiver stopped")

@@ -46,7 +46,9 @@ class EmbeddedRedis:
     """A private redis-server on loopback, with its data in one directory.
 
     It keeps an append-only file (``appendfsync`` configurable) so that a restart,
-    in a test or under ``hookline dev``, keeps what was acknowledged.
+    in a test or under ``hookline dev``, keeps what was acknowledged. With ``own_group``
+    it runs in a process group of its own: a Ctrl-C at the terminal does not reach it,
+    and its owner stops it last (``hookline dev``, whose children write to it as they stop).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class EmbeddedRedis:
         port: int | None = None,
         appendfsync: str = "everysec",
         extra: tuple[str, ...] = (),
+        own_group: bool = False,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if directory is None:
@@ -67,6 +70,7 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.appendfsync = appendfsync
         self.extra = extra
+        self.own_group = own_group
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,7 +107,12 @@ class EmbeddedRedis:
             str(self.directory / "redis.log"),
             *self.extra,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603 -- fixed argv, binary found above
+        self.process = subprocess.Popen(  # noqa: S603 -- fixed argv, binary found above
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            process_group=0 if self.own_group else None,
+        )
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         try:

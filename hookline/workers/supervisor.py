@@ -166,7 +166,13 @@ class Supervisor:
         MultiProcessCollector(registry, path=self._metrics_dir)
         self._probe = sync_client(self.redis_url)
         registry.register(RedisStateCollector(self._probe, self.queues))
-        serve_metrics(registry, self.settings.metrics.host, port, health=self.readiness)
+        serve_metrics(
+            registry,
+            self.settings.metrics.host,
+            port,
+            health=self.readiness,
+            key="metrics.worker_port",
+        )
         log.info("metrics served", host=self.settings.metrics.host, port=port)
 
     def readiness(self) -> tuple[bool, str]:
@@ -243,4 +249,5 @@ class Supervisor:
             log.warning("killed workers that outlived the grace period", count=killed)
         if self._metrics_dir:
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
+        log.info("workers stopped")
         return 0

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import click
 
-from hookline.config.settings import CONFIG_ENV, load_settings
+from hookline.cli.options import NO_CONFIG, config_option, log_format_option, log_level_option
+from hookline.config.settings import load_settings
 from hookline.errors import HooklineError
 from hookline.logs import configure_logging
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    envvar=CONFIG_ENV,
-    help=f"Configuration file (TOML). Default: ${CONFIG_ENV}.",
-)
+@config_option(discover=True)
 @click.option("--host", help="Bind address (default: console.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: console.port, 8081).")
-@click.option("--log-level", default="info", show_default=True)
-def console(config_path: str | None, host: str | None, port: int | None, log_level: str) -> None:
+@log_level_option
+@log_format_option
+def console(
+    config_path: str | None, host: str | None, port: int | None, log_level: str, log_format: str
+) -> None:
     """Serve the web console: queue depths, dead letters, replay and purge.
 
     Every request needs console.token (HOOKLINE_CONSOLE_TOKEN): log in with it in the
@@ -28,11 +26,12 @@ def console(config_path: str | None, host: str | None, port: int | None, log_lev
     """
     from hookline.console.app import serve_console
 
+    if config_path is None:
+        raise click.ClickException(NO_CONFIG)
     try:
         settings = load_settings(config_path)
-        configure_logging(log_level)
-        serve_console(settings, host=host, port=port)
+        configure_logging(log_level, log_format)
+        key = "console.port" if port is None else "--port"
+        serve_console(settings, host=host, port=port, port_key=key)
     except HooklineError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # the address is taken or not ours to bind
-        raise click.ClickException(f"cannot listen: {exc}") from None
