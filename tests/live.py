@@ -11,6 +11,7 @@ import asyncio
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -129,6 +130,22 @@ def run(
         timeout=timeout,
         check=False,
     )
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single line a failed command printed on stderr (asserting it is one, no traceback)."""
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("hookline: using")]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def holding_port() -> socket.socket:
+    """A listening socket on a free loopback port (close it when done)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
 
 
 def wait_until_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

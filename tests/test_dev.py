@@ -12,7 +12,6 @@ import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import tomllib
@@ -25,7 +24,7 @@ import pytest
 import redis
 
 from hookline.redis import keys
-from tests.live import HOOKLINE, clean_env, run
+from tests.live import HOOKLINE, clean_env, holding_port, one_error_line, run
 
 #: What a line of the banner looks like: two spaces, a name, its value.
 _BANNER_LINE = re.compile(r"^  (configuration|Redis|receiver|worker|metrics|console)\s+(\S+)")
@@ -103,22 +102,6 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
         return response.status, dict(response.getheaders()), response.read()
     finally:
         conn.close()
-
-
-def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    """The single line a failed command printed on stderr (asserting it is one, no traceback)."""
-    lines = [line for line in done.stderr.splitlines() if not line.startswith("hookline: using")]
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    return lines[0]
-
-
-def holding_port() -> socket.socket:
-    """A listening socket on a free loopback port (close it when done)."""
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
-    holder.listen()
-    return holder
 
 
 @pytest.fixture(scope="module")
