@@ -172,12 +172,13 @@ class TestDemo:
         assert "ok: handlers hookline.workers.demo: 1 route: */*" in check.stdout
         assert f"ok: Redis at {dev.shown['Redis']} answers" in check.stdout
         assert check.stderr.count("using .hookline/dev.toml") == 1
-        # dev's console holds console.port: a second one says so in one line.
+        # dev serves the console already: a second one says where, in one line.
         second = run("console", cwd=tmp_path)
         port = dev.config()["console"]["port"]  # type: ignore[index]
         assert one_error_line(second) == (
-            f"Error: port {port} (console.port) is already in use on 127.0.0.1: "
-            "stop what listens there or choose another port"
+            f"Error: `hookline dev` serves the console here already, at "
+            f"http://127.0.0.1:{port}/ (its login link, or console.token in "
+            ".hookline/dev.toml); --port PORT for another"
         )
 
     def test_console_link_logs_in_once(self, demo: Dev) -> None:
@@ -293,6 +294,7 @@ class TestYourFirstProject:
         with started_dev(tmp_path, "--config", "mine.toml") as dev:
             assert dev.shown["Redis"].startswith("redis://127.0.0.1:")
             assert "(embedded)" in dev.out.read_text()
+            assert "hookline send shop --type order.created    #" in dev.out.read_text()
             good = run(
                 "send",
                 "shop",

@@ -50,6 +50,13 @@ class TestLoginLink:
         assert COOKIE not in response.headers.get("Set-Cookie", "")
         await page(anonymous, "/", status=303)
 
+    async def test_used_link_clicked_again_while_logged_in_goes_on(self, anonymous: Client) -> None:
+        """A browser that logged in with the link and opens it again is simply let in."""
+        code = login_link_code(TOKEN)
+        assert (await use(anonymous, code))[0] == 303
+        status, location, cookie = await use(anonymous, code, "/dead-letters")
+        assert (status, location, cookie) == (303, "/dead-letters", "")
+
     @pytest.mark.parametrize(
         "code",
         [

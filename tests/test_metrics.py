@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import urllib.error
 import urllib.request
@@ -11,10 +12,11 @@ from typing import Any
 
 import redis
 from aiohttp.test_utils import TestClient
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hookline.ingest.app import METRICS
+from hookline.metrics import ReceiverMetrics, RedisStateCollector, WorkerMetrics
 from hookline.redis.embedded import EmbeddedRedis, free_port
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import signed, stripe_event
@@ -149,3 +151,27 @@ class TestWorkerProbes:
             assert fleet.wait(timeout=30) == 0
         assert effects(r) == {"slow": 1}
         r.close()
+
+
+class TestReadmeAlerts:
+    def test_alerts_rate_only_counters_and_name_real_metrics(self, r: redis.Redis) -> None:
+        """Every metric the README's alert rules name exists, and `rate()`/`increase()` are
+        applied to counters only (a gauge that drops reads as a counter reset)."""
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        rules = "\n".join(re.findall(r"```promql\n(.*?)```", readme, re.DOTALL))
+        assert rules, "the README shows its alert rules in a promql block"
+        kinds: dict[str, str] = {}
+        collectors: list[Any] = [
+            CollectorRegistry(),
+            RedisStateCollector(r, ["hookline"]),
+        ]
+        ReceiverMetrics(collectors[0])
+        WorkerMetrics(collectors[0])
+        for collector in collectors:
+            for family in collector.collect():
+                kinds[family.name] = family.type
+        for name in re.findall(r"\bhookline_\w+", rules):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+            assert base in kinds, f"{name} is not a metric hookline exports"
+        for name in re.findall(r"\b(?:rate|irate|increase)\((hookline_\w+)", rules):
+            assert name.endswith("_total") and kinds[name[: -len("_total")]] == "counter", name

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from hookline.cli.options import NO_CONFIG, config_option, log_format_option, log_level_option
+from hookline.cli.options import (
+    DEV_CONFIG_FILE,
+    NO_CONFIG,
+    config_option,
+    dev_running,
+    log_format_option,
+    log_level_option,
+)
 from hookline.config.settings import load_settings
 from hookline.errors import HooklineError
 from hookline.logs import configure_logging
@@ -30,6 +39,12 @@ def console(
         raise click.ClickException(NO_CONFIG)
     try:
         settings = load_settings(config_path)
+        if port is None and Path(config_path) == DEV_CONFIG_FILE and dev_running():
+            where = f"http://{settings.console.host}:{settings.console.port}/"
+            raise click.ClickException(
+                f"`hookline dev` serves the console here already, at {where} (its login "
+                f"link, or console.token in {DEV_CONFIG_FILE}); --port PORT for another"
+            )
         configure_logging(log_level, log_format)
         key = "console.port" if port is None else "--port"
         serve_console(settings, host=host, port=port, port_key=key)

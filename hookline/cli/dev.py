@@ -6,15 +6,11 @@ console as child processes, each from the same configuration file,
 ``dev`` chose, the Redis URL, the ports and a fresh console token. The other commands
 run in this directory find that file (:mod:`hookline.cli.options`). One ``hookline dev``
 runs per directory (a lock held while it runs); the file is removed when it stops.
-
-Every port is checked before anything starts: one the user chose (``--port``, a key in
-the configuration) that is taken is one line naming it; one ``dev`` chose is replaced
-by a free one.
+The ports and the file are :mod:`hookline.cli.dev_config`'s.
 """
 
 from __future__ import annotations
 
-import copy
 import http.client
 import os
 import secrets
@@ -24,13 +20,13 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
-import tomli_w
 
+from hookline.cli.dev_config import Plan, Port, dev_settings, plan_ports, write_dev_config
 from hookline.cli.options import (
     DEV_CONFIG,
     DEV_CONFIG_FILE,
@@ -41,11 +37,10 @@ from hookline.cli.options import (
     log_format_option,
 )
 from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings
-from hookline.errors import HooklineError, ListenError
-from hookline.listen import listen
+from hookline.errors import HooklineError
 from hookline.logs import resolve_format
 from hookline.redis.connection import mask_url
-from hookline.redis.embedded import EmbeddedRedis, free_port
+from hookline.redis.embedded import EmbeddedRedis
 
 #: Seconds the receiver and the console get to start answering.
 START_TIMEOUT = 30.0
@@ -53,129 +48,6 @@ START_TIMEOUT = 30.0
 POLL_INTERVAL = 0.2
 #: Environment variable of the console token (it would override the generated one).
 CONSOLE_TOKEN_ENV = "HOOKLINE_CONSOLE_TOKEN"  # noqa: S105 -- a variable's name, not a secret
-
-
-@dataclass(frozen=True, slots=True)
-class Port:
-    """A port ``dev`` has something listen on, and what chose it (named if it is taken)."""
-
-    host: str
-    number: int
-    key: str
-
-
-def _bind_check(host: str, port: int, key: str) -> None:
-    """Raise :class:`ListenError` if ``host:port`` cannot be bound now."""
-    listen(host, port, key).close()
-
-
-def _choose(host: str, explicit: int | None, key: str, default: int | None) -> Port | None:
-    """The port to use: ``explicit`` (the user's; must be free), else ``default`` if free,
-    else any free one. ``explicit`` 0 means none."""
-    if explicit is not None:
-        if explicit == 0:
-            return None
-        _bind_check(host, explicit, key)
-        return Port(host, explicit, key)
-    if default is not None:
-        try:
-            _bind_check(host, default, key)
-            return Port(host, default, key)
-        except ListenError:
-            pass
-    return Port(host, free_port(), key)
-
-
-def _explicit(raw: dict[str, Any], table: str, key: str) -> int | None:
-    value = raw.get(table, {}).get(key) if isinstance(raw.get(table), dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """The ports ``dev`` runs with."""
-
-    receiver: Port
-    receiver_metrics: Port | None
-    worker_metrics: Port | None
-    console: Port
-
-
-def plan_ports(
-    raw: dict[str, Any], settings: Settings, origin: str | None, port: int | None
-) -> Plan:
-    """Choose every port, checking those the user chose: ``--port`` and the ports in the
-    user's file (``origin``; ``None`` for the demo configuration, whose ports are dev's).
-
-    Raises:
-        ListenError: when a port the user chose is taken.
-    """
-
-    def key(table: str, name: str) -> str:
-        return f"{table}.{name}" + (f" in {origin}" if origin else "")
-
-    server_port = port
-    if server_port is None and origin is not None:
-        server_port = _explicit(raw, "server", "port")
-    receiver = _choose(
-        settings.server.host,
-        server_port or None,  # 0 would be "any": dev has to know it, so it picks one
-        "--port" if port is not None else key("server", "port"),
-        settings.server.port,
-    )
-    assert receiver is not None
-    metrics_host = settings.metrics.host
-    console = _choose(
-        "127.0.0.1", _explicit(raw, "console", "port") or None, key("console", "port"), 8081
-    )
-    assert console is not None
-    return Plan(
-        receiver=receiver,
-        receiver_metrics=_choose(
-            metrics_host,
-            _explicit(raw, "metrics", "receiver_port"),
-            key("metrics", "receiver_port"),
-            None,
-        ),
-        worker_metrics=_choose(
-            metrics_host,
-            _explicit(raw, "metrics", "worker_port"),
-            key("metrics", "worker_port"),
-            None,
-        ),
-        console=console,
-    )
-
-
-def dev_settings(raw: dict[str, Any], redis_url: str, plan: Plan, token: str) -> dict[str, Any]:
-    """The configuration ``dev`` runs with: the user's, plus Redis, the ports and the token."""
-    data = copy.deepcopy(raw)
-    data.setdefault("redis", {})["url"] = redis_url
-    server = data.setdefault("server", {})
-    server["port"] = plan.receiver.number
-    server.setdefault("drain_delay", 0)  # no load balancer to drain: Ctrl-C stops at once
-    metrics = data.setdefault("metrics", {})
-    metrics["receiver_port"] = plan.receiver_metrics.number if plan.receiver_metrics else 0
-    metrics["worker_port"] = plan.worker_metrics.number if plan.worker_metrics else 0
-    data["console"] = {**data.get("console", {}), "host": "127.0.0.1", "port": plan.console.number}
-    data["console"]["token"] = token
-    return data
-
-
-def write_dev_config(path: Path, data: dict[str, Any], origin: str) -> None:
-    """Write ``data`` to ``path`` as TOML, readable by its owner only, in one rename."""
-    header = (
-        f"# Written by `hookline dev` (pid {os.getpid()}) from {origin}: the configuration\n"
-        "# it runs with. `hookline dlq`, `console`, `check` and `send` run in this directory\n"
-        "# use it when given no --config (nor HOOKLINE_CONFIG). It holds the console token,\n"
-        "# so only you can read it; it is removed when `hookline dev` stops.\n\n"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(header + tomli_w.dumps(data))
-    part.replace(path)
 
 
 def _answers(port: Port, path: str) -> bool:
@@ -258,6 +130,15 @@ def _url(port: Port, path: str = "") -> str:
     return f"http://{shown}:{port.number}{path}"
 
 
+def send_example(settings: Settings, routes: list[tuple[str, str, str]]) -> str:
+    """``send SOURCE [--type TYPE]`` for an event a configured handler takes, if one does."""
+    for source, event_type, _ in routes:
+        if source in settings.sources and event_type != "*":
+            return f"send {source} --type {event_type}"
+    routed = [s for s, _, _ in routes if s in settings.sources]
+    return f"send {next(iter(routed or sorted(settings.sources)), 'SOURCE')}"
+
+
 def banner(
     settings: Settings, plan: Plan, redis_url: str, embedded: bool, config: Path, login: str
 ) -> str:
@@ -267,7 +148,6 @@ def banner(
         for p, what in ((plan.receiver_metrics, "receiver"), (plan.worker_metrics, "workers"))
         if p is not None
     ]
-    source = next(iter(sorted(settings.sources)), "SOURCE")
     handlers = ", ".join(settings.workers.handlers) or "none (every event is unhandled)"
     lines = [
         "hookline dev is running:",
@@ -281,7 +161,7 @@ def banner(
         "                 (a one-time login link; the token is console.token in the file above)",
         "",
         "In another terminal, in this directory (no --config needed: they use the file above):",
-        f"  {_command_name()} send {source}    # sign and POST a sample event",
+        f"  {_command_name()} {plan.send_example}    # sign and POST a sample event",
         f"  {_command_name()} dlq list    # what failed for good, and why",
         "Ctrl-C stops everything.",
     ]
@@ -322,8 +202,9 @@ def dev(config_path: str | None, data_dir: str, port: int | None, log_format: st
         if str(here) not in sys.path:  # handler modules are found from here, as the worker does
             sys.path.insert(0, str(here))
         try:
-            load_router(settings.workers.handlers)  # one clear line now, not a dead worker later
+            router = load_router(settings.workers.handlers)  # one line now, not a dead worker
             plan = plan_ports(raw, settings, config_path, port)
+            plan = replace(plan, send_example=send_example(settings, router.routes()))
         except HooklineError as exc:
             raise click.ClickException(str(exc)) from None
         _run(settings, raw, origin, plan, Path(data_dir), resolve_format(log_format))

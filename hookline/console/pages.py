@@ -112,7 +112,10 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     code = request.query.get("link")
     if code is None:
         return render(request, "login.html", next=target)
-    if request.app[GUARD].use_link(code):
+    guard = request.app[GUARD]
+    if guard.session(request) is not None:  # the link clicked again, already logged in
+        raise web.HTTPSeeOther(target)
+    if guard.use_link(code):
         raise _logged_in(request, target)
     await asyncio.sleep(_LOGIN_FAILURE_DELAY)
     return render(request, "login.html", status=401, next=target, link_failed=True)
