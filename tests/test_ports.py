@@ -22,16 +22,24 @@ def in_use(port: int, what: str) -> str:
 
 class TestPortInUse:
     @pytest.mark.parametrize("flag", [False, True])
-    def test_receiver(self, tmp_path: Path, redis_url: str, flag: bool) -> None:
-        """`hookline serve` names server.port, or --port when the flag chose it."""
+    @pytest.mark.parametrize(
+        ("command", "key"), [("serve", "server.port"), ("console", "console.port")]
+    )
+    def test_port_from_key_or_flag(
+        self, tmp_path: Path, redis_url: str, command: str, key: str, flag: bool
+    ) -> None:
+        """`serve` and `console` name the key that set the port, or --port when it did."""
+        table, name = key.split(".")
         with holding_port() as holder:
             port = holder.getsockname()[1]
-            server = "" if flag else f"[server]\nport = {port}\n"
+            chosen = "" if flag else f"[{table}]\n{name} = {port}\n"
             config = tmp_path / "c.toml"
-            config.write_text(f'[redis]\nurl = "{redis_url}"\n{server}{SOURCE}')
+            config.write_text(f'[redis]\nurl = "{redis_url}"\n{SOURCE}{chosen}')
             args = ["--port", str(port)] if flag else []
-            done = run("serve", "--config", str(config), *args)
-        assert one_error_line(done) == in_use(port, "--port" if flag else "server.port")
+            done = run(
+                command, "--config", str(config), *args, env={"HOOKLINE_CONSOLE_TOKEN": "t0ken"}
+            )
+        assert one_error_line(done) == in_use(port, "--port" if flag else key)
 
     def test_receiver_metrics_is_not_blamed_on_the_receiver_port(
         self, tmp_path: Path, redis_url: str
@@ -58,17 +66,3 @@ class TestPortInUse:
             done = run("work", "--config", str(config), "--burst")
         assert one_error_line(done) == in_use(taken, "metrics.worker_port")
         assert "worker process started" not in done.stderr
-
-    @pytest.mark.parametrize("flag", [False, True])
-    def test_console(self, tmp_path: Path, redis_url: str, flag: bool) -> None:
-        """`hookline console` names console.port, or --port."""
-        with holding_port() as holder:
-            port = holder.getsockname()[1]
-            console = "" if flag else f"port = {port}\n"
-            config = tmp_path / "c.toml"
-            config.write_text(
-                f'[redis]\nurl = "{redis_url}"\n[console]\ntoken = "t0ken-t0ken"\n{console}'
-            )
-            args = ["--port", str(port)] if flag else []
-            done = run("console", "--config", str(config), *args)
-        assert one_error_line(done) == in_use(port, "--port" if flag else "console.port")
