@@ -46,11 +46,7 @@ class ExtractionError(HooklineError):
 
 
 class ListenError(HooklineError):
-    """Raised when a server cannot listen on its address: the port is taken, or not ours.
-
-    The message is one line naming the address and the configuration key or command-line
-    flag that chose it, so that an operator knows what to change.
-    """
+    """Raised when a server cannot bind its port; the message names the key that set it."""
 
     @classmethod
     def from_os_error(cls, exc: OSError, host: str, port: int, key: str) -> ListenError:
@@ -120,4 +116,3 @@ class ActionError(HooklineError):
 
 class BusyError(HooklineError):
     """Raised when the console already runs as many replays and purges as it allows."""
-

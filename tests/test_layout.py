@@ -24,6 +24,7 @@ LAYERS = {
     "hookline.config": 0,
     "hookline.redis": 0,
     "hookline.metrics": 0,
+    "hookline.listen": 0,
     # the HTTP edge, and the processing side
     "hookline.ingest": 1,
     "hookline.workers": 1,

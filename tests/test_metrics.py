@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hookline.ingest.app import METRICS
-from hookline.metrics import ReceiverMetrics, RedisStateCollector, WorkerMetrics
+from hookline.ingest.metrics import ReceiverMetrics
+from hookline.metrics import RedisStateCollector, WorkerMetrics
 from hookline.redis.embedded import EmbeddedRedis, free_port
 from tests.conftest import STRIPE_SECRET
 from tests.helpers import signed, stripe_event

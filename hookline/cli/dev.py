@@ -22,7 +22,7 @@ import time
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -36,18 +36,19 @@ from hookline.cli.options import (
     lock_holder,
     log_format_option,
 )
-from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings
+from hookline.config.settings import CONFIG_ENV, CONSOLE_TOKEN_ENV, REDIS_URL_ENV
 from hookline.errors import HooklineError
 from hookline.logs import resolve_format
 from hookline.redis.connection import mask_url
 from hookline.redis.embedded import EmbeddedRedis
 
+if TYPE_CHECKING:  # the schema (and pydantic) load with the first configuration, not --help
+    from hookline.config.settings import Settings
+
 #: Seconds the receiver and the console get to start answering.
 START_TIMEOUT = 30.0
 #: Seconds between two looks at the child processes.
 POLL_INTERVAL = 0.2
-#: Environment variable of the console token (it would override the generated one).
-CONSOLE_TOKEN_ENV = "HOOKLINE_CONSOLE_TOKEN"  # noqa: S105 -- a variable's name, not a secret
 
 
 def _answers(port: Port, path: str) -> bool:

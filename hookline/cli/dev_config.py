@@ -12,14 +12,16 @@ import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from hookline.config.settings import Settings
 from hookline.errors import ListenError
 from hookline.listen import listen
 from hookline.redis.embedded import free_port
+
+if TYPE_CHECKING:
+    from hookline.config.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
