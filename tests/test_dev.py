@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from hookline.redis import keys
+from hookline.redis.embedded import EmbeddedRedis
 from tests.live import HOOKLINE, clean_env, holding_port, one_error_line, run
 
 #: What a line of the banner looks like: two spaces, a name, its value.
@@ -333,6 +334,23 @@ class TestYourFirstProject:
             assert "order 2 has a negative total" in shown.stdout
             client.close()
             assert dev.stop() == 0
+
+    def test_configured_redis_is_used_and_its_password_never_shown(self, tmp_path: Path) -> None:
+        """With redis.url in the user's file, dev embeds no Redis, uses that one, and shows
+        its URL with the password masked; the file it writes keeps the real URL."""
+        with EmbeddedRedis() as server:
+            with redis.Redis(port=server.port) as admin:
+                admin.config_set("requirepass", "s3cret-pw")
+            url = f"redis://:s3cret-pw@127.0.0.1:{server.port}/0"
+            shop(tmp_path, f'[redis]\nurl = "{url}"\n{SHOP_CONFIG}')
+            with started_dev(tmp_path, "--config", "mine.toml") as dev:
+                assert dev.shown["Redis"] == f"redis://:***@127.0.0.1:{server.port}/0"
+                assert "(embedded)" not in dev.out.read_text()
+                assert "s3cret-pw" not in dev.out.read_text() + dev.err.read_text()
+                assert dev.config()["redis"] == {"url": url}
+                stats = run("dlq", "stats", cwd=tmp_path)
+                assert stats.returncode == 0 and "s3cret-pw" not in stats.stdout + stats.stderr
+            assert server.process is not None and server.process.poll() is None, "not ours"
 
 
 class TestBadInput:
