@@ -91,13 +91,13 @@ class TestHandlers:
         ]
         assert "ok: handlers good: 2 routes: shop/*, shop/order.created" in lines
 
-    def test_syntax_error_is_one_line(self, tmp_path: Path, redis_url: str) -> None:
-        """A module that does not parse is one error line from the process, no traceback."""
-        project(tmp_path, redis_url, ["typo"], typo="def handler(:\n")
-        code, lines = check(tmp_path, STRIPE_WEBHOOK_SECRET="whsec_x")
-        assert code == 1
-        assert next(line for line in lines if "typo" in line).startswith(
-            "error: workers.handlers: cannot import 'typo': SyntaxError: "
+    def test_syntax_error_is_one_line(self, here: Path, redis_url: str) -> None:
+        """A module that does not parse is one error line naming it."""
+        typo = unique("typo")
+        project(here, redis_url, [typo], **{typo: "def handler(:\n"})
+        lines = findings(here, STRIPE_WEBHOOK_SECRET="whsec_x")
+        assert next(line for line in lines if typo in line).startswith(
+            f"error: workers.handlers: cannot import {typo!r}: SyntaxError: "
         )
 
     def test_module_that_fails_at_import_names_the_error(self, here: Path, redis_url: str) -> None:

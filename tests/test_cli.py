@@ -294,21 +294,6 @@ class TestServe:
         )
         assert "Traceback" not in done.stderr
 
-    def test_port_in_use(self, tmp_path: Path, redis_server: EmbeddedRedis) -> None:
-        """A port another process holds is reported plainly, with the address, and exit 1."""
-        with socket.socket() as holder:
-            holder.bind(("127.0.0.1", 0))
-            holder.listen()
-            port = holder.getsockname()[1]
-            config = write_config(tmp_path / "c.toml", redis_server.url, port)
-            done = run("serve", "--config", str(config))
-        assert done.returncode == 1
-        assert done.stderr.splitlines()[-1] == (
-            f"Error: port {port} (server.port) is already in use on 127.0.0.1: "
-            "stop what listens there or choose another port"
-        )
-        assert "Traceback" not in done.stderr
-
     def test_sigterm_finishes_requests_in_flight(
         self, tmp_path: Path, redis_url: str, r: redis.Redis
     ) -> None:

@@ -22,7 +22,10 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from click.testing import CliRunner
 
+from hookline.cli.main import main
+from hookline.dlq.store import DeadLetters
 from hookline.redis import keys
 from hookline.redis.embedded import EmbeddedRedis
 from tests.live import HOOKLINE, clean_env, holding_port, one_error_line, run
@@ -211,13 +214,15 @@ class TestDemo:
         )
         assert dev.proc.poll() is None and (tmp_path / ".hookline" / "dev.toml").exists()
 
-    def test_second_dev_elsewhere_picks_other_ports(self, tmp_path: Path) -> None:
-        """Two `hookline dev` in two directories both run: the ports dev chose do not clash."""
-        with started_dev(tmp_path / "a") as first, started_dev(tmp_path / "b") as second:
-            assert first.receiver_port != second.receiver_port
-            ports = [dev.config()["metrics"] for dev in (first, second)]
-            assert ports[0] != ports[1]
-            for dev in (first, second):
+    def test_second_dev_elsewhere_picks_other_ports(self, demo: Dev, tmp_path: Path) -> None:
+        """A second `hookline dev` in another directory runs too: the ports dev chose
+        itself (the demo's 8080 and 8081 included) do not clash, and each directory's
+        `hookline send` reaches its own receiver."""
+        with started_dev(tmp_path) as second:
+            assert second.receiver_port != demo.receiver_port
+            for table in ("metrics", "console"):
+                assert second.config()[table] != demo.config()[table]
+            for dev in (demo, second):
                 sent = run("send", "demo", cwd=dev.cwd)
                 assert sent.returncode == 0 and f":{dev.receiver_port}/" in sent.stdout
 
@@ -319,14 +324,9 @@ class TestYourFirstProject:
                 cwd=tmp_path,
             )
             bad_id = orjson.loads(bad.stdout.splitlines()[1])["id"]
-            listed: list[dict[str, object]] = []
-
-            def dead() -> bool:
-                done = run("dlq", "list", "--json", cwd=tmp_path)
-                listed[:] = [orjson.loads(line) for line in done.stdout.splitlines()]
-                return bool(listed)
-
-            wait_for(dead)
+            wait_for(lambda: DeadLetters(client).count() == 1)
+            done = run("dlq", "list", "--json", cwd=tmp_path)
+            listed = [orjson.loads(line) for line in done.stdout.splitlines()]
             assert [row["event_id"] for row in listed] == [bad_id]
             assert listed[0]["error_type"] == "PermanentError"
             shown = run("dlq", "show", f"shop:{bad_id}", cwd=tmp_path)
@@ -371,13 +371,7 @@ class TestBadInput:
 
     @pytest.mark.parametrize(
         ("table", "key", "flag"),
-        [
-            ("server", "port", False),
-            ("server", "port", True),
-            ("metrics", "receiver_port", False),
-            ("metrics", "worker_port", False),
-            ("console", "port", False),
-        ],
+        [("server", "port", False), ("server", "port", True), ("metrics", "worker_port", False)],
     )
     def test_port_in_use_names_what_chose_it(
         self, tmp_path: Path, table: str, key: str, flag: bool
@@ -399,12 +393,17 @@ class TestBadInput:
 
     @pytest.mark.parametrize("command", [["dlq", "stats"], ["console"], ["check"]])
     def test_no_configuration_and_no_dev_is_one_line(
-        self, tmp_path: Path, command: list[str]
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
     ) -> None:
-        """Without --config, HOOKLINE_CONFIG or a running dev, each says what to do in one line."""
-        done = run(*command, cwd=tmp_path)
-        line = one_error_line(done)
-        assert "start `hookline dev` in this directory" in line
+        """Without --config, HOOKLINE_CONFIG or a running dev, each says what to do in one
+        line, exit 1 (in-process: the same command code, without a process start each)."""
+        monkeypatch.chdir(tmp_path)
+        unset: dict[str, str | None] = {"HOOKLINE_CONFIG": None, "HOOKLINE_REDIS_URL": None}
+        result = CliRunner().invoke(main, command, env=unset)
+        # A ClickException exits through SystemExit(1); anything else would be a bug.
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("Error: ") and "start `hookline dev` in this directory" in line
 
     def test_file_left_by_a_dead_dev_is_used_with_a_warning(
         self, tmp_path: Path, redis_url: str
