@@ -200,11 +200,9 @@ def check(config_path: str | None) -> None:
 from hookline.cli.console import console  # noqa: E402
 from hookline.cli.dev import dev  # noqa: E402
 from hookline.cli.dlq import dlq  # noqa: E402
+from hookline.cli.keygen import keygen  # noqa: E402
 
 main.add_command(dev)
 main.add_command(console)
 main.add_command(dlq)
-
-from hookline.cli.keygen import keygen  # noqa: E402 -- a command kept in its own module
-
 main.add_command(keygen)
