@@ -15,7 +15,9 @@ from hookline.errors import ListenError
 BACKLOG = 128
 
 
-def listen(host: str, port: int, key: str) -> socket.socket:
+def listen(
+    host: str, port: int, key: str, *, reuse_port: bool = False, listening: bool = True
+) -> socket.socket:
     """A socket listening on ``host:port``, for ``web.run_app(sock=...)``.
 
     ``SO_REUSEADDR`` is set, as aiohttp sets it: a port whose last connections linger in
@@ -23,6 +25,9 @@ def listen(host: str, port: int, key: str) -> socket.socket:
 
     Args:
         key: the configuration key or flag that chose ``port``, named if it is taken.
+        reuse_port: set ``SO_REUSEPORT``: other sockets of this user may bind the same
+            address (``hookline serve --processes N``).
+        listening: false to bind only (a socket that holds the address, accepts nothing).
 
     Raises:
         ListenError: when the address cannot be bound (taken, not ours, unresolvable).
@@ -36,8 +41,11 @@ def listen(host: str, port: int, key: str) -> socket.socket:
         raise ListenError.from_os_error(exc, host, port, key) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(BACKLOG)
+        if listening:
+            sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise ListenError.from_os_error(exc, host, port, key) from None

@@ -127,22 +127,35 @@ class HooklineProcess:
 
 
 class Receiver(HooklineProcess):
-    """``hookline serve`` on a fixed loopback port, so that a restart keeps its address."""
+    """``hookline serve`` on a fixed loopback port, so that a restart keeps its address
+    (with ``processes``, that many receiver processes under one supervisor)."""
 
-    def __init__(self, config: Path, log: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, config: Path, log: Path, *, port: int | None = None, processes: int | None = None
+    ) -> None:
         self.port = port or free_port()
-        super().__init__(["serve", "--config", str(config), "--port", str(self.port)], log, {})
+        argv = ["serve", "--config", str(config), "--port", str(self.port)]
+        super().__init__(argv + (["-n", str(processes)] if processes else []), log, {})
         self.env = clean_env()
+        self.processes = processes or 1
+
+    def children(self) -> list[int]:
+        """The pids of the receiver processes under the supervisor, running now."""
+        return children_of(self.pid) if self.alive() else []
 
     def url(self, source: str = SOURCE) -> str:
         """The hook URL of ``source``."""
         return f"http://127.0.0.1:{self.port}/hooks/{source}"
 
     def start(self) -> None:
-        """Start and return once ``/healthz`` answers."""
+        """Start and return once ``/healthz`` answers (and every process runs)."""
         super().start()
         assert self.proc is not None
         wait_until_healthy(self.port, self.proc)
+        deadline = time.monotonic() + 15
+        while self.processes > 1 and len(self.children()) < self.processes:
+            assert time.monotonic() < deadline, f"{self.processes} receivers did not start"
+            time.sleep(0.05)
 
 
 class WorkerFleet(HooklineProcess):

@@ -17,7 +17,7 @@ import redis
 
 from hookline.redis import keys
 from hookline.redis.embedded import EmbeddedRedis
-from hookline.workers.supervisor import HEALTHY_RUN
+from hookline.supervise import HEALTHY_RUN
 from tests.cluster import SOURCE, Ledger, WorkerFleet, write_pipeline_config
 from tests.faultsuite import SuiteOptions, run_suite, unsettled
 from tests.load import REFUSED, TIMEOUT, Delivery

@@ -25,6 +25,7 @@ LAYERS = {
     "hookline.redis": 0,
     "hookline.metrics": 0,
     "hookline.listen": 0,
+    "hookline.supervise": 0,
     # the HTTP edge, and the processing side
     "hookline.ingest": 1,
     "hookline.workers": 1,

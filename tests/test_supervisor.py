@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from hookline.redis.embedded import free_port
-from hookline.workers.supervisor import (
+from hookline.supervise import (
     FIRST_RESTART_PAUSE,
     HEALTHY_RUN,
     MAX_RESTART_PAUSE,

@@ -34,13 +34,24 @@ def main() -> None:
 @config_option()
 @click.option("--host", help="Bind address (default: server.host).")
 @click.option("--port", type=int, help="Port (default: server.port).")
+@click.option(
+    "--processes",
+    "-n",
+    type=click.IntRange(1, 256),
+    help="Receiver processes on the port (default: server.processes).",
+)
 @log_level_option
 @log_format_option
 def serve(
-    config_path: str | None, host: str | None, port: int | None, log_level: str, log_format: str
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    processes: int | None,
+    log_level: str,
+    log_format: str,
 ) -> None:
-    """Run the HTTP receiver."""
-    from hookline.ingest.server import serve as run
+    """Run the HTTP receiver (N processes under a supervisor with --processes N)."""
+    from hookline.ingest.processes import serve_processes
 
     settings = load(config_path)
     stream = configure_logging(log_level, log_format)
@@ -52,8 +63,9 @@ def serve(
     # JSON access lines skip structlog's processor chain (the hot path); console ones do not.
     access_log = JsonLines(stream, log_level) if stream is not None else None
     try:
-        run(
+        code = serve_processes(
             settings,
+            processes=processes,
             host=host,
             port=port,
             access_log=access_log,
@@ -61,6 +73,7 @@ def serve(
         )
     except HooklineError as exc:
         raise click.ClickException(str(exc)) from None
+    sys.exit(code)
 
 
 @main.command()

@@ -230,6 +230,9 @@ class ServerSettings(Table):
 
     host: Text = Field("127.0.0.1", description="where the receiver listens")
     port: Port = Field(8080, description="the receiver's port")
+    processes: Whole = Field(
+        1, ge=1, le=256, description="receiver processes under hookline serve, on one port"
+    )
     commit_delay: Duration = Field(
         0.0, description="longest a request waits for others to share its Redis round trip"
     )

@@ -6,6 +6,8 @@ import asyncio
 import functools
 import gc
 import signal
+import socket
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web, web_runner
@@ -94,16 +96,22 @@ def serve(
     redis_url: str | None = None,
     access_log: LogLine | None = None,
     port_key: str = "server.port",
+    sock: socket.socket | None = None,
+    prepare: Callable[[web.Application], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM: then stop accepting, finish in-flight requests, commit, exit.
 
     Args:
         port_key: what chose ``port`` (a key or a flag), named if the port is taken.
+        sock: a listening socket to serve instead of binding ``host:port``.
+        prepare: called with the application before it starts (to add hooks).
 
     Raises:
         ListenError: when the receiver's or the metrics' port cannot be bound.
     """
     app = create_app(settings, redis_url, access_log=access_log)
+    if prepare is not None:
+        prepare(app)
     app.on_startup.append(functools.partial(_drain_on_sigterm, delay=settings.server.drain_delay))
     app.on_startup.append(_freeze)
     if settings.metrics.receiver_port:
@@ -115,7 +123,10 @@ def serve(
         )
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
-    sock = listen(bind_host, bind_port, port_key)
+    if sock is None:
+        sock = listen(bind_host, bind_port, port_key)
+    else:
+        bind_host, bind_port = sock.getsockname()[:2]
     log.info("receiver starting", host=bind_host, port=bind_port, sources=sorted(settings.sources))
     web.run_app(
         app,

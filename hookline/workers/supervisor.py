@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -22,19 +21,10 @@ import redis
 import structlog
 
 from hookline.config.settings import Settings
+from hookline.supervise import ProcessGroup
 
 log = structlog.get_logger("hookline.supervisor")
 
-#: Seconds between restarts of a worker that keeps dying, at most.
-MAX_RESTART_PAUSE = 30.0
-#: Pause before restarting a worker that died during its start-up; doubled each time
-#: the slot's next worker does so again.
-FIRST_RESTART_PAUSE = 0.5
-#: Seconds a worker must have run for its death not to count as a start-up failure:
-#: longer than start-up takes, Redis connect timeout (2 s) included.
-HEALTHY_RUN = 5.0
-#: Seconds between two looks at the worker processes.
-POLL_INTERVAL = 0.2
 #: prometheus-client's switch to multi-process mode.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -69,38 +59,6 @@ def _worker_main(
     raise SystemExit(worker.run())
 
 
-class RestartBackoff:
-    """How long each slot waits before its worker is started again.
-
-    A worker that dies during start-up (a bad handler, Redis unreachable) is restarted
-    after ``first`` seconds, then twice as long each time its successor does the same, up
-    to ``most``: a crash loop must not make the supervisor spin. A worker that had run
-    ``healthy_after`` seconds is restarted at once, and its slot's pauses start over.
-    """
-
-    def __init__(
-        self,
-        *,
-        first: float = FIRST_RESTART_PAUSE,
-        most: float = MAX_RESTART_PAUSE,
-        healthy_after: float = HEALTHY_RUN,
-    ) -> None:
-        self.first = first
-        self.most = most
-        self.healthy_after = healthy_after
-        self._last: dict[int, float] = {}
-
-    def pause(self, slot: int, ran_for: float) -> float:
-        """Seconds to wait before restarting ``slot``, whose worker died after ``ran_for`` s."""
-        if ran_for >= self.healthy_after:
-            self._last.pop(slot, None)
-            return 0.0
-        last = self._last.get(slot)
-        pause = self.first if last is None else min(self.most, last * 2)
-        self._last[slot] = pause
-        return pause
-
-
 class Supervisor:
     """Keeps ``processes`` workers running until told to stop."""
 
@@ -123,27 +81,29 @@ class Supervisor:
         self.grace = grace if grace is not None else settings.workers.handler_timeout + 5.0
         self.setup = setup
         self._ctx = multiprocessing.get_context("fork")
-        self._children: dict[int, BaseProcess] = {}
-        self._started: dict[int, float] = {}
-        self._stopping = False
+        self._group = ProcessGroup(
+            "worker",
+            processes,
+            self._spawn,
+            reaped=lambda slot, proc: self._forget(proc.pid),
+            finished=lambda code: code == 0 and self.burst,
+        )
         self._metrics_dir: str | None = None
         self._probe: redis.Redis | None = None
 
-    def _spawn(self, slot: int) -> None:
+    def _spawn(self, slot: int) -> BaseProcess:
         proc = self._ctx.Process(
             target=_worker_main,
             args=(self.settings, self.redis_url, self.queues, self.burst, self.setup),
             name=f"hookline-worker-{slot}",
         )
-        self._started[slot] = time.monotonic()
         proc.start()
-        self._children[slot] = proc
-        log.info("worker process started", slot=slot, pid=proc.pid)
+        return proc
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if not self._stopping:
+        if not self._group.stopping:
             log.info("stopping workers", signal=signal.Signals(signum).name, grace=self.grace)
-        self._stopping = True
+        self._group.stop()
 
     def _serve_metrics(self) -> None:
         """Serve the sum of every worker's metrics plus queue state read from Redis.
@@ -177,9 +137,9 @@ class Supervisor:
 
     def readiness(self) -> tuple[bool, str]:
         """Ready while not stopping, with a worker process alive and Redis answering."""
-        if self._stopping:
+        if self._group.stopping:
             return False, "stopping"
-        if not any(proc.is_alive() for proc in list(self._children.values())):
+        if not self._group.any_alive():
             return False, "no-worker-process"
         try:
             if self._probe is not None:
@@ -199,54 +159,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self._serve_metrics()
-        for slot in range(self.processes):
-            self._spawn(slot)
-        backoff = RestartBackoff()
-        # Restarts are due at a deadline, never waited for in place: one slot's pause must
-        # hold up neither another slot's restart nor a SIGTERM.
-        restart_at: dict[int, float] = {}
-        while not self._stopping and (self._children or restart_at):
-            time.sleep(POLL_INTERVAL)
-            now = time.monotonic()
-            for slot, proc in list(self._children.items()):
-                if proc.is_alive():
-                    continue
-                code = proc.exitcode
-                del self._children[slot]
-                self._forget(proc.pid)
-                if code == 0 and self.burst:
-                    continue
-                ran_for = now - self._started[slot]
-                pause = backoff.pause(slot, ran_for)
-                log.error(
-                    "worker process died; restarting",
-                    slot=slot,
-                    exitcode=code,
-                    ran_for=round(ran_for, 1),
-                    pause=pause,
-                )
-                restart_at[slot] = now + pause
-            for slot, due in list(restart_at.items()):
-                if due <= now and not self._stopping:
-                    del restart_at[slot]
-                    self._spawn(slot)
-        return self._shutdown()
-
-    def _shutdown(self) -> int:
-        for proc in self._children.values():
-            if proc.is_alive():
-                proc.terminate()
-        deadline = time.monotonic() + self.grace
-        for proc in self._children.values():
-            proc.join(max(0.0, deadline - time.monotonic()))
-        killed = 0
-        for proc in self._children.values():
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-                killed += 1
-        if killed:
-            log.warning("killed workers that outlived the grace period", count=killed)
+        self._group.run()
+        self._group.shutdown(self.grace)
         if self._metrics_dir:
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
         log.info("workers stopped")
