@@ -22,6 +22,20 @@ def _process(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def _with_children(pid: int) -> tuple[int, ...]:
+    """``pid`` and its children running now (the receivers under ``serve --processes``)."""
+    found = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # exited meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return tuple(found)
+
+
 def _machine() -> float:
     """Busy CPU seconds of the whole machine so far (all cores; idle and iowait excluded)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -50,7 +64,7 @@ class CpuShare:
 class CpuMeter:
     """Readings taken at the start of a run, to subtract at its end."""
 
-    server_pid: int
+    server_pids: tuple[int, ...]
     redis_pids: tuple[int, ...]
     server: float
     redis: float
@@ -59,7 +73,7 @@ class CpuMeter:
 
     def stop(self, seconds: float, requests: int) -> CpuShare:
         """Shares over the ``seconds`` since :func:`start`, given the requests answered."""
-        server = _process(self.server_pid) - self.server
+        server = sum(_process(pid) for pid in self.server_pids) - self.server
         redis = sum(_process(pid) for pid in self.redis_pids) - self.redis
         wrk = _children() - self.children
         machine = _machine() - self.machine
@@ -75,13 +89,15 @@ class CpuMeter:
 def start(server_pid: int, *redis_pids: int) -> CpuMeter | None:
     """Take the starting readings, or ``None`` where ``/proc`` is not available.
 
-    Redis's share is that of every process in ``redis_pids`` (a primary and its replicas).
+    Redis's share is that of every process in ``redis_pids`` (a primary and its replicas);
+    the server's, that of ``server_pid`` and of its children.
     """
     try:
+        server_pids = _with_children(server_pid)
         return CpuMeter(
-            server_pid,
+            server_pids,
             redis_pids,
-            _process(server_pid),
+            sum(_process(pid) for pid in server_pids),
             sum(_process(pid) for pid in redis_pids),
             _children(),
             _machine(),

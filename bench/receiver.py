@@ -6,7 +6,9 @@ same ~1.5 KB Stripe-signed events with distinct ids, one private redis-server
 
   (a) bare aiohttp: read the body, answer 202;
   (b) naive: verify the signature, ``rq.Queue.enqueue`` in a thread, sync Redis client;
-  (c) ``hookline serve``, the real command, with a config file naming that Redis.
+  (c) ``hookline serve``, the real command, with a config file naming that Redis;
+  (d) ``hookline serve --processes 2``: two receiver processes on the port (``d/c``: what
+      a second process adds; on a 2-core machine shared with Redis and wrk, not 2).
 
 After every run of (b) and (c) it checks that Redis holds every event answered with a 2xx.
 
@@ -53,6 +55,7 @@ TARGETS = (
     Target("a", "bare", "bare aiohttp (read body, 202)"),
     Target("b", "naive", "naive: verify, rq enqueue in a thread"),
     Target("c", "hookline", "hookline serve"),
+    Target("d", "hookline2", "hookline serve --processes 2"),
 )
 #: Where results are saved (git-ignored).
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -119,7 +122,7 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument(
         "--targets",
         default="bare,naive,hookline",
-        help="comma-separated subset of bare, naive, hookline (all)",
+        help="comma-separated subset of bare, naive, hookline, hookline2 (bare,naive,hookline)",
     )
     parser.add_argument("--log-level", default="info", help="hookline serve's (info)")
     parser.add_argument(
@@ -210,7 +213,11 @@ def _command(
             *("--redis-url", redis_url, "--secret", SECRET, "--tolerance", str(TOLERANCE_S)),
         ]
     config = _hookline_config(work, redis_url, port, wait_replicas)
-    return [python, "-m", "hookline", "serve", "--config", str(config), "--log-level", log_level]
+    processes = ["--processes", "2"] if target.name == "hookline2" else []
+    return [
+        *(python, "-m", "hookline", "serve", "--config", str(config), "--log-level", log_level),
+        *processes,
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +236,7 @@ class Bench:
 
 
 def _stored(target: Target, client: redis.Redis) -> Stored | None:
-    if target.name == "hookline":
+    if target.name in ("hookline", "hookline2"):
         return hookline_events(client, DEFAULT_QUEUE)
     if target.name == "naive":
         return rq_jobs(client, NAIVE_QUEUE)

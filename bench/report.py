@@ -172,12 +172,13 @@ def summarise(rounds: Sequence[Round]) -> list[Summary]:
 
 
 def ratios(results: Round) -> dict[str, float]:
-    """``c/a`` and ``c/b`` in requests/s, for the targets of one round."""
+    """``c/a`` and ``c/b`` in requests/s, for the targets of one round (and ``d/c``: two
+    receiver processes against one)."""
     rps = {m.target.key: m.wrk.rps for m in results}
     found = {}
-    for other in ("a", "b"):
-        if "c" in rps and rps.get(other):
-            found[f"c/{other}"] = round(rps["c"] / rps[other], 3)
+    for mine, other in (("c", "a"), ("c", "b"), ("d", "c")):
+        if mine in rps and rps.get(other):
+            found[f"{mine}/{other}"] = round(rps[mine] / rps[other], 3)
     return found
 
 

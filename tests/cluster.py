@@ -7,10 +7,12 @@ file (never a pipe that nobody reads), so a long run cannot block on logging.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -18,6 +20,7 @@ from typing import Any, Self
 import orjson
 import redis
 
+from hookline.errors import EmbeddedRedisError
 from hookline.redis.connection import as_str
 from hookline.redis.embedded import EmbeddedRedis, find_redis_server, free_port
 from tests.ledger_handlers import EFFECTS, FAILURES, LEDGER_ENV, runs_key
@@ -275,3 +278,154 @@ class SentinelServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+def _start_node(node: EmbeddedRedis) -> None:
+    for attempt in range(3):  # a free port can be taken before the node binds it
+        try:
+            node.start()
+            return
+        except EmbeddedRedisError:
+            if attempt == 2:
+                raise
+            node.port = free_port()
+
+
+class RedisCluster:
+    """A Redis Cluster of ``primaries`` primaries with one replica each, on loopback.
+
+    Each node is an :class:`EmbeddedRedis` started with ``--cluster-enabled yes`` in a
+    directory of its own; ``redis-cli --cluster create`` assigns the slots, and
+    :meth:`start` returns once every node reports ``cluster_state:ok`` and every
+    replica is in sync with its primary.
+    """
+
+    def __init__(self, directory: Path, *, primaries: int = 3, node_timeout_ms: int = 1000):
+        self.directory = directory
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes = [
+            EmbeddedRedis(
+                directory / f"node-{n}",
+                extra=(
+                    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                    *("--cluster-node-timeout", str(node_timeout_ms)),
+                    # A primary that lost its replica keeps serving its slots alone.
+                    *("--cluster-require-full-coverage", "no"),
+                    *("--cluster-replica-validity-factor", "0"),
+                    *("--repl-diskless-sync-delay", "0"),
+                ),
+            )
+            for n in range(2 * primaries)
+        ]
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL naming every node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    @property
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        """(host, port) of every node."""
+        return [("127.0.0.1", node.port) for node in self.nodes]
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the nodes, create the cluster, and wait until it serves every slot."""
+        with ThreadPoolExecutor(len(self.nodes)) as starting:  # each start waits for a PING
+            list(starting.map(_start_node, self.nodes))
+        beside = str(Path(find_redis_server()).with_name("redis-cli"))
+        redis_cli = shutil.which("redis-cli") or beside
+        done = subprocess.run(
+            [
+                redis_cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert done.returncode == 0, f"cluster create failed:\n{done.stdout}{done.stderr}"
+        self.wait_until_ok(timeout)
+
+    def client(self, node: EmbeddedRedis) -> redis.Redis:
+        """A plain client on one node (close it when done)."""
+        return redis.Redis(port=node.port, socket_timeout=2, decode_responses=True)
+
+    def roles(self) -> dict[int, int | None]:
+        """Each live node's port -> the port of its primary (``None`` for a primary)."""
+        found: dict[int, int | None] = {}
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            with contextlib.closing(self.client(node)) as client:
+                info = client.info("replication")
+            found[node.port] = int(info["master_port"]) if info["role"] == "slave" else None
+        return found
+
+    def primaries(self) -> list[EmbeddedRedis]:
+        """The nodes that are primaries now."""
+        roles = self.roles()
+        return [node for node in self.nodes if node.port in roles and roles[node.port] is None]
+
+    def replica_of(self, primary: EmbeddedRedis) -> EmbeddedRedis:
+        """The replica of ``primary``."""
+        roles = self.roles()
+        return next(node for node in self.nodes if roles.get(node.port) == primary.port)
+
+    def wait_until_ok(self, timeout: float = 30.0) -> None:
+        """Wait until every live node sees the cluster ok (all 16384 slots served) and
+        every replica has finished its sync."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._ok():
+                return
+            assert time.monotonic() < deadline, "the Redis Cluster did not become ok"
+            time.sleep(0.1)
+
+    def _ok(self) -> bool:
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            with contextlib.closing(self.client(node)) as client:
+                try:
+                    info = client.cluster("INFO")
+                    replication = client.info("replication")
+                except redis.RedisError:
+                    return False
+            if info.get("cluster_state") != "ok" or int(info["cluster_slots_ok"]) != 16384:
+                return False
+            if replication["role"] == "slave" and replication["master_link_status"] != "up":
+                return False
+        return True
+
+    def flush(self) -> None:
+        """Empty every primary (replicas follow)."""
+        for node in self.primaries():
+            with contextlib.closing(self.client(node)) as client:
+                client.flushall()
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hookline.config.settings import Settings, parse_settings
 from hookline.ingest.app import create_app
 from hookline.redis.embedded import EmbeddedRedis
+from tests.cluster import RedisCluster
 
 STRIPE_SECRET = "whsec_test_secret"
 SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -52,6 +53,21 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real Redis Cluster for the session (3 primaries, 3 replicas), started on first use."""
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster(redis_cluster: RedisCluster) -> RedisCluster:
+    """The session's Redis Cluster, emptied and with every slot served before each test."""
+    redis_cluster.wait_until_ok()
+    redis_cluster.flush()
+    return redis_cluster
 
 
 @pytest.fixture
