@@ -88,9 +88,17 @@ class RedisProbe:
 
     async def _run(self) -> bool:
         forgotten = self._forgotten
+        up = False
         try:
-            await self._client.ping()
-            up = True
+            for attempt in range(2):  # a pooled connection dead since a restart fails one ping
+                try:
+                    await self._client.ping()
+                except redis.ConnectionError:
+                    if attempt:
+                        raise
+                    continue
+                up = True
+                break
         except Exception as exc:  # any failure to reach Redis means not ready
             up = False
             self._lost(exc)

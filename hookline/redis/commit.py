@@ -130,8 +130,9 @@ class AsyncEnqueuer:
     in the same round trip; too few confirmations raise :class:`ReplicationError`, so
     the caller does not acknowledge (the event is kept, and a redelivery is a duplicate).
 
-    The batch is written to a pooled connection directly, under the connection's own
-    retry policy, rather than through ``Redis.execute_command``: redis-py 8's
+    The batch is written to a pooled connection directly (replaced if dead, and sent
+    once more only where that cannot double an event: :func:`_commit_once_more`),
+    rather than through ``Redis.execute_command``: redis-py 8's
     per-command layer (observability hooks, nested retry wrappers) cost about as much
     CPU as the rest of a 32-event commit. The script goes as ``EVAL``: Redis finds it
     compiled by its digest, and a restarted server never answers ``NOSCRIPT``.
@@ -158,9 +159,7 @@ class AsyncEnqueuer:
         pool = self._client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py 8
         try:
-            replies = await conn.retry.call_with_retry(
-                lambda: _exchange(conn, commands), lambda _error: conn.disconnect()
-            )
+            replies = await _commit_once_more(conn, commands, retry=_retry_safe(batch))
         finally:
             await pool.release(conn)
         if self._wait_replicas and int(replies[1]) < self._wait_replicas:
@@ -169,6 +168,42 @@ class AsyncEnqueuer:
                 f"within {self._wait_ms} ms"
             )
         return _outcomes(order, replies[0])
+
+
+def _retry_safe(batch: Sequence[Pending]) -> bool:
+    """Whether committing ``batch`` a second time can double nothing.
+
+    A commit whose connection fails after the script was sent may or may not have run.
+    Sent again, an event with a dedupe marker finds the marker the first run wrote (if
+    it ran) and is answered a duplicate: it is in Redis once either way, and a 2xx is
+    right. An event without dedupe (``dedupe_ttl`` 0) would be enqueued a second time,
+    so a batch holding one is never sent again once it may have reached Redis.
+    """
+    return all(item.dedupe_ttl > 0 for item in batch)
+
+
+async def _commit_once_more(
+    conn: AsyncConnection, commands: Sequence[tuple[Any, ...]], *, retry: bool
+) -> list[Any]:
+    """Send ``commands`` on ``conn``, on a fresh connection if the pooled one is dead.
+
+    A pooled connection that the server closed while it sat idle (Redis restarted)
+    still looks connected: redis-py 8's pool skips its own check for that when
+    maintenance notifications are on, as they are by default. Such a connection shows
+    end of file in its buffer, seen here without a system call, and is replaced before
+    anything is sent (safe for every batch). One that dies once the commands are on
+    their way (a reset, a restart in between) is replaced and the batch sent once more
+    only when ``retry`` (see :func:`_retry_safe`); a second failure is raised.
+    """
+    # can_read is redis-py 8's name for can_read_destructive (deprecated there).
+    if conn.is_connected and await getattr(conn, "can_read", conn.can_read_destructive)():
+        await conn.disconnect()  # closed by the server, or holding stray bytes: reconnect
+    try:
+        return await _exchange(conn, commands)
+    except redis.ConnectionError:
+        if not retry:
+            raise
+    return await _exchange(conn, commands)  # _exchange left it disconnected: this reconnects
 
 
 async def _exchange(conn: AsyncConnection, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
