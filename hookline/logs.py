@@ -7,6 +7,7 @@ import atexit
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TextIO
@@ -127,6 +128,41 @@ class JsonLines:
         fields["timestamp"] = datetime.now(UTC)  # orjson writes it as structlog's ISO text
         self._stream.write(dumps(fields, option=_LINE))
         self._stream.flush()
+
+
+class RateLimited:
+    """At most ``burst`` lines a second through ``line``; the rest are counted, and the
+    next line written says how many were left out (``suppressed``).
+
+    A flood of refused requests (a scan, a misconfigured sender, an attack) must not
+    become a flood of log lines: that costs the receiver CPU and drowns what matters.
+    """
+
+    __slots__ = ("_burst", "_clock", "_line", "_second", "_suppressed", "_written")
+
+    def __init__(
+        self, line: LogLine, burst: int = 20, clock: Callable[[], float] | None = None
+    ) -> None:
+        self._line = line
+        self._burst = burst
+        self._clock = clock or time.monotonic
+        self._second = 0
+        self._written = 0
+        self._suppressed = 0
+
+    def __call__(self, level: str, fields: dict[str, object]) -> None:
+        """Write ``fields`` at ``level`` unless this second's lines are used up."""
+        second = int(self._clock())
+        if second != self._second:
+            self._second, self._written = second, 0
+        if self._written >= self._burst:
+            self._suppressed += 1
+            return
+        self._written += 1
+        if self._suppressed:
+            fields["suppressed"] = self._suppressed
+            self._suppressed = 0
+        self._line(level, fields)
 
 
 #: orjson options of an access line: UTC as ``Z``, a newline after it.

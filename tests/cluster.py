@@ -44,13 +44,20 @@ def write_pipeline_config(
     server: Mapping[str, Any] | None = None,
     workers: Mapping[str, Any] | None = None,
     retry: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a configuration with the ``test`` source routed to the ledger handler."""
+    """Write a configuration with the ``test`` source (plus ``source``'s keys) routed to
+    the ledger handler."""
     lines = _toml_table("redis", {"url": redis_url})
     lines += _toml_table("server", dict(server or {}))
     lines += _toml_table(
         f"sources.{SOURCE}",
-        {"scheme": "hmac", "secrets": [SECRET], "signature_header": SIGNATURE_HEADER},
+        {
+            "scheme": "hmac",
+            "secrets": [SECRET],
+            "signature_header": SIGNATURE_HEADER,
+            **(source or {}),
+        },
     )
     lines += _toml_table("workers", {"handlers": ["tests.ledger_handlers"], **(workers or {})})
     lines += _toml_table(

@@ -608,7 +608,7 @@ class TestConfigErrors:
             ),
             (
                 {"sources": {"s": source(name="other")}},
-                "sources.s.name: unknown key; expected one of dedupe_window, id, keep_headers",
+                "sources.s.name: unknown key; expected one of allow_ips, dedupe_window, id",
             ),
             ({"path": "x.toml"}, "path: unknown key; expected one of console, metrics"),
         ],

@@ -76,7 +76,9 @@ class TestReceiverShutdown:
         """A request whose body is still arriving when the drain delay ends is read to its
         end, answered 202 and stored before the receiver exits 0."""
         config = write_pipeline_config(
-            tmp_path / "hookline.toml", redis_url, server={"drain_delay": DRAIN, "body_timeout": 3}
+            tmp_path / "hookline.toml",
+            redis_url,
+            server={"drain_delay": DRAIN, "body_timeout": 3, "min_body_rate": 1},
         )
         with Receiver(config, tmp_path / "serve.log") as receiver:
             body = body_for("evt_uploading", padding="x" * 2000)

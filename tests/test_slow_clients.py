@@ -1,4 +1,5 @@
-"""Slow clients: connections that trickle or stall cannot exhaust the receiver."""
+"""Slow and greedy clients: connections that trickle, stall, or declare large bodies and
+send nothing, from one address or hundreds, cannot make other clients' requests fail."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import redis
 
 from tests.cluster import SOURCE, Receiver, write_pipeline_config
 from tests.helpers import queued_envelopes
-from tests.load import body_for, deliver
+from tests.load import body_for, deliver, headers_for
 
 #: Slow connections opened at once: half trickle a body, half stall inside their headers.
 SLOW_CONNECTIONS = 200
@@ -25,20 +26,20 @@ PROMPT = 1.0
 
 
 class SlowClients:
-    """Raw sockets to ``port``: half send a body a byte at a time, half stop mid-headers."""
+    """Raw sockets to ``port``: half send a body a byte at a time, half stop mid-headers.
 
-    def __init__(self, port: int, count: int, *, every: float = 0.2) -> None:
+    With ``aliases``, each connection comes from its own loopback address (127.0.0.2 on:
+    Linux routes all of 127.0.0.0/8 to the loopback device without any setup).
+    """
+
+    def __init__(self, port: int, count: int, *, every: float = 0.2, aliases: bool = False) -> None:
         self.tricklers: list[socket.socket] = []
         self.stalled: list[socket.socket] = []
         self.every = every
         self.closed_by_server = 0
-        head = (
-            f"POST /hooks/{SOURCE} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {ANNOUNCED}\r\n"
-            f"X-Sig: {'0' * 64}\r\n\r\n"
-        ).encode()
+        head = _head(ANNOUNCED)
         for index in range(count):
-            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conn = _connect(port, _alias(index) if aliases else "127.0.0.1")
             if index % 2:
                 conn.sendall(f"POST /hooks/{SOURCE} HTTP/1.1\r\nHost: 127.0".encode())
                 self.stalled.append(conn)
@@ -65,6 +66,26 @@ class SlowClients:
         for conn in [*self.tricklers, *self.stalled]:
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+def _alias(index: int) -> str:
+    """The ``index``-th loopback alias: 127.0.0.2, 127.0.0.3, … 127.0.1.x."""
+    n = index + 2
+    return f"127.0.{n // 250}.{n % 250 + 2}" if n >= 250 else f"127.0.0.{n}"
+
+
+def _connect(port: int, address: str) -> socket.socket:
+    """A connection to the receiver on ``port`` from the local ``address``."""
+    return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(address, 0))
+
+
+def _head(length: int) -> bytes:
+    """A signed-looking request head declaring a ``length``-byte body."""
+    return (
+        f"POST /hooks/{SOURCE} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+        f"X-Sig: {'0' * 64}\r\n\r\n"
+    ).encode()
 
 
 @pytest.fixture
@@ -115,12 +136,102 @@ class TestSlowClients:
                 latencies.append(time.monotonic() - started)
                 time.sleep(0.1)
             assert max(latencies) < PROMPT, latencies
-            assert len(slow.tricklers) == SLOW_CONNECTIONS // 2, "a trickler was cut off early"
         finally:
             slow.close()
         queued = sorted(e.id for e in queued_envelopes(r))
         assert queued == sorted(f"evt_prompt_{n}" for n in range(10))
         assert receiver.alive()
+
+    def test_body_slower_than_the_minimum_rate_is_cut_off_early(
+        self, redis_url: str, tmp_path: Path
+    ) -> None:
+        """A body trickling in slower than server.min_body_rate is answered 408 soon after
+        its first second, long before server.body_timeout."""
+        config = write_pipeline_config(
+            tmp_path / "hookline.toml", redis_url, server={"body_timeout": 30, "min_body_rate": 100}
+        )
+        with Receiver(config, tmp_path / "serve.log") as receiver:
+            slow = SlowClients(receiver.port, 8, every=0.1)  # 10 bytes a second
+            try:
+                started = time.monotonic()
+                statuses = [_status_within(conn, 5.0) for conn in list(slow.tricklers)]
+                elapsed = time.monotonic() - started
+            finally:
+                slow.close()
+            assert statuses == [408] * 4
+            assert elapsed < 3.0, "cut off by the rate near 1 s, not by the 30 s body timeout"
+            assert deliver(receiver.url(), body_for("evt_after_trickle")) == 202
+
+
+#: A GitHub-sized body limit, as the compose configuration sets it.
+LARGE = 25 * 1024 * 1024
+
+
+class TestBodyBudget:
+    def test_idle_connections_declaring_large_bodies_from_many_addresses_take_nothing(
+        self, redis_url: str, tmp_path: Path, r: redis.Redis
+    ) -> None:
+        """200 connections from 200 loopback addresses declare 25 MiB bodies (every other
+        one 1 MiB: reserved up front, 2 + 14 of them would fill the default 64 MiB) and send
+        nothing, while others trickle: a normal client's requests keep getting 202."""
+        config = write_pipeline_config(
+            tmp_path / "hookline.toml", redis_url, source={"max_body": LARGE}
+        )
+        with Receiver(config, tmp_path / "serve.log") as receiver:
+            idle = [_connect(receiver.port, _alias(i)) for i in range(SLOW_CONNECTIONS)]
+            slow = SlowClients(receiver.port, 20, aliases=True)
+            try:
+                for index, conn in enumerate(idle):
+                    conn.sendall(_head(LARGE if index % 2 else 1024 * 1024))
+                statuses = []
+                for n in range(20):
+                    statuses.append(deliver(receiver.url(), body_for(f"evt_normal_{n}")))
+                    time.sleep(0.1)
+            finally:
+                slow.close()
+                for conn in idle:
+                    conn.close()
+            assert statuses == [202] * 20, receiver.output()[-2000:]
+        assert len(queued_envelopes(r)) == 20
+
+    def test_one_address_holds_only_its_share_of_the_budget(
+        self, redis_url: str, tmp_path: Path
+    ) -> None:
+        """Bodies from one address past server.max_buffered_per_client are answered 503
+        while another address's request is still accepted; once they end, the address
+        may send again."""
+        mib = 1024 * 1024
+        config = write_pipeline_config(
+            tmp_path / "hookline.toml",
+            redis_url,
+            server={"max_buffered": 8 * mib, "max_buffered_per_client": 2 * mib},
+            source={"max_body": 2 * mib},
+        )
+        with Receiver(config, tmp_path / "serve.log") as receiver:
+            greedy = [_connect(receiver.port, "127.0.0.9") for _ in range(3)]
+            try:
+                for conn in greedy[:2]:  # 1 MiB of 2 MiB each: the share is taken
+                    conn.sendall(_head(2 * mib) + b" " * mib)
+                time.sleep(0.3)
+                greedy[2].sendall(_head(2 * mib) + b" " * (mib // 2))
+                assert _status_within(greedy[2], 5.0) == 503
+                assert deliver(receiver.url(), body_for("evt_other_address")) == 202
+            finally:
+                for conn in greedy:
+                    conn.close()
+            time.sleep(0.3)  # the closed requests release what they held
+            again = _connect(receiver.port, "127.0.0.9")
+            try:
+                body = body_for("evt_greedy_again")
+                head = (
+                    f"POST /hooks/{SOURCE} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    f"Content-Length: {len(body)}\r\n"
+                )
+                signature = "".join(f"{k}: {v}\r\n" for k, v in headers_for(body).items())
+                again.sendall(head.encode() + signature.encode() + b"\r\n" + body)
+                assert _status_within(again, 5.0) == 202
+            finally:
+                again.close()
 
     def test_trickled_body_is_cut_off_with_408_after_the_body_timeout(
         self, redis_url: str, tmp_path: Path

@@ -24,3 +24,7 @@ DEFAULT_QUEUE = "hookline"
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 #: Default bound on the request bodies the receiver holds at once, across all requests.
 DEFAULT_MAX_BUFFERED = 64 * 1024 * 1024
+#: Default slowest rate a request body may arrive at after its first second (bytes/s):
+#: a provider's servers send far faster; a client trickling a body to hold a connection
+#: (and its share of the body budget) is cut off within seconds instead of body_timeout.
+DEFAULT_MIN_BODY_RATE = 16 * 1024

@@ -33,6 +33,7 @@ from hookline.config.defaults import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_BUFFERED,
     DEFAULT_MAX_QUEUE_DEPTH,
+    DEFAULT_MIN_BODY_RATE,
     DEFAULT_QUEUE,
     DEFAULT_TOLERANCE,
 )
@@ -75,6 +76,8 @@ StrList = Annotated[tuple[str, ...], BeforeValidator(values.str_list)]
 HeaderNames = Annotated[tuple[str, ...], BeforeValidator(values.header_names)]
 #: Where a value comes from: ``"header:<name>"`` or ``"body:<dotted.path>"``, or a list.
 Locators = Annotated[tuple[str, ...], BeforeValidator(values.locators)]
+#: IP addresses or CIDR ranges, each normalised to its network (``10.0.0.7/32``).
+Networks = Annotated[tuple[str, ...], BeforeValidator(values.networks)]
 #: A Redis URL (never echoed in a message).
 RedisUrl = Annotated[str, BeforeValidator(values.redis_url)]
 #: A source's secrets: each a string or ``{env = NAME}``, read from the ``env`` of the
@@ -189,6 +192,24 @@ class SourceSettings(SourceDefaults):
     unhandled: Literal["ignore", "dead-letter"] = Field(
         "ignore", description="what becomes of an event no handler takes"
     )
+    allow_ips: Networks = Field(
+        (),
+        description="addresses or CIDR ranges requests may come from (the client address, "
+        "through server.trusted_proxies); others get 403. Empty: any",
+    )
+    replay_guard: bool | None = Field(
+        None,
+        description="refuse, as a duplicate, a second request whose signed content (body) "
+        "was already accepted within the dedupe window, whatever its id; unset: on where "
+        "the scheme's event id is not covered by the signature",
+    )
+
+    @field_validator("replay_guard")
+    @classmethod
+    def _needs_a_window(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value and info.data.get("dedupe_window") == 0:
+            raise ValueError("needs a dedupe_window above 0 (the time it remembers a body)")
+        return value
 
     @field_validator("secrets")
     @classmethod
@@ -264,8 +285,27 @@ class ServerSettings(Table):
         DEFAULT_MAX_BUFFERED,
         ge=1,
         description="bytes of request bodies held at once, across all requests (bodies are "
-        "buffered before they are authenticated); a request that would go over gets a 503. "
-        "Unset, at least the largest max_body",
+        "buffered before they are authenticated, and counted as they arrive); a request "
+        "whose body would go over it gets a 503. Unset, at least the largest max_body",
+    )
+    max_buffered_per_client: Whole | None = Field(
+        None,
+        ge=1,
+        description="the share of max_buffered the bodies from one client address may hold "
+        "at once; more gets a 503. Unset: a quarter of max_buffered, at least the largest "
+        "max_body",
+    )
+    min_body_rate: Whole = Field(
+        DEFAULT_MIN_BODY_RATE,
+        ge=1,
+        description="bytes per second a body must keep arriving at, after its first second "
+        "(a body slower than that is answered 408, before body_timeout)",
+    )
+    trusted_proxies: Networks = Field(
+        (),
+        description="addresses or CIDR ranges of the proxies in front of the receiver: from "
+        "them X-Forwarded-For is believed (its rightmost address that is not a trusted "
+        "proxy is the client). Empty: the peer address is the client",
     )
 
 
@@ -350,15 +390,34 @@ class Settings(Table):
         # Without valid sources (an error is reported there) this is checked once they are.
         sources: Mapping[str, SourceSettings] = info.data.get("sources") or {}
         largest = max(sources.values(), key=lambda src: src.max_body, default=None)
-        if largest is None or largest.max_body <= server.max_buffered:
-            return server
-        if "max_buffered" in server.model_fields_set:
+        biggest = largest.max_body if largest is not None else 0
+        update: dict[str, int] = {}
+        if biggest > server.max_buffered:
+            if "max_buffered" in server.model_fields_set:
+                assert largest is not None
+                raise problem_at(
+                    "max_buffered",
+                    f"{server.max_buffered} is less than sources.{largest.name}.max_body "
+                    f"({largest.max_body}); raise it to at least that",
+                )
+            update["max_buffered"] = biggest
+        total = update.get("max_buffered", server.max_buffered)
+        share = server.max_buffered_per_client
+        if share is None:
+            update["max_buffered_per_client"] = min(total, max(total // 4, biggest))
+        elif share > total:
             raise problem_at(
-                "max_buffered",
-                f"{server.max_buffered} is less than sources.{largest.name}.max_body "
-                f"({largest.max_body}); raise it to at least that",
+                "max_buffered_per_client",
+                f"{share} is more than max_buffered ({total}); lower it to at most that",
             )
-        return server.model_copy(update={"max_buffered": largest.max_body})
+        elif share < biggest:
+            assert largest is not None
+            raise problem_at(
+                "max_buffered_per_client",
+                f"{share} is less than sources.{largest.name}.max_body ({biggest}); a body "
+                "that large could never be received: raise it to at least that",
+            )
+        return server.model_copy(update=update) if update else server
 
 
 def _inherit(table: Any, tables: Mapping[str, Any]) -> Any:

@@ -10,6 +10,7 @@ its value in a message.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -176,3 +177,21 @@ def console_token(value: Any) -> Secret:
     if not isinstance(value, str) or not value:
         raise ValueError("expected a non-empty string")
     return Secret(value, "console.token")
+
+
+def networks(value: Any) -> tuple[str, ...]:
+    """Addresses or CIDR ranges (a string or a list), each written as its network.
+
+    ``10.0.0.7`` becomes ``10.0.0.7/32``; host bits set in a range (``10.0.0.7/24``) are an
+    error rather than silently widened, as the intent is unclear.
+    """
+    items = str_list(value)
+    found = []
+    for item in items:
+        try:
+            found.append(str(ipaddress.ip_network(item.strip())))
+        except ValueError as exc:
+            raise ValueError(
+                f"{item!r} is not an IP address or CIDR range such as 192.0.2.0/24 ({exc})"
+            ) from None
+    return tuple(found)

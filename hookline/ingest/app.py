@@ -24,6 +24,7 @@ from hookline.errors import (
     TimestampError,
     VerificationError,
 )
+from hookline.ingest.addresses import client_address
 from hookline.ingest.budget import BodyBudget, BodyReservation
 from hookline.ingest.commit import GroupCommitter
 from hookline.ingest.extract import RequestFields
@@ -32,7 +33,7 @@ from hookline.ingest.readiness import RedisProbe
 from hookline.ingest.schemes import Answer
 from hookline.ingest.sources import PreparedSource, prepare_source
 from hookline.ingest.tokens import TokenLedger
-from hookline.logs import LogLine, structlog_lines
+from hookline.logs import LogLine, RateLimited, structlog_lines
 from hookline.redis.commit import Outcome, Pending
 from hookline.redis.connection import async_client
 
@@ -52,33 +53,48 @@ def _error(
     return _json(status, {"error": error, "detail": detail}, headers)
 
 
-async def _read_body(
-    request: web.Request, limit: int, held: BodyReservation, body_timeout: float
-) -> bytes:
-    """Read at most ``limit`` bytes, reserved in ``held`` before they are kept.
+#: Seconds a body may take before :data:`server.min_body_rate` applies: a client gets
+#: this long to start, and each byte it sends buys it ``1 / min_body_rate`` more.
+BODY_GRACE = 1.0
 
-    A declared length is reserved whole before reading, a chunked body as it arrives.
-    Stops reading as soon as the body is larger than ``limit``, the receiver's budget
-    for bodies cannot take it, or ``body_timeout`` has passed.
+
+async def _read_body(
+    request: web.Request, limit: int, held: BodyReservation, within: float, min_rate: int
+) -> bytes:
+    """Read at most ``limit`` bytes, each reserved in ``held`` as it arrives.
+
+    A declared length is checked against ``limit`` but never reserved ahead: only bytes
+    received count. Stops reading as soon as the body is larger than ``limit``, the
+    budget (or the client's share of it) cannot take it, ``within`` seconds have passed, or the
+    body arrives slower than ``min_rate`` bytes a second after :data:`BODY_GRACE`.
+
+    Raises:
+        BodyTooLargeError, BodyBudgetError, TimeoutError.
     """
     length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise BodyTooLargeError
-        if not held.take(length):
-            raise BodyBudgetError
-        if request.content.is_eof():  # the usual webhook: the whole body came with the headers
-            return request.content.read_nowait()
+    if length is not None and length > limit:
+        raise BodyTooLargeError
+    content = request.content
+    if length is not None and content.is_eof():  # the usual webhook: it came with the headers
+        body = content.read_nowait()
+        if refused := held.take(len(body)):
+            raise BodyBudgetError(refused)
+        return body
     chunks: list[bytes] = []
     size = 0
-    async with asyncio.timeout(body_timeout):
-        async for chunk in request.content.iter_any():
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    cap = started + within
+    async with asyncio.timeout_at(min(cap, started + BODY_GRACE)) as deadline:
+        async for chunk in content.iter_any():
             size += len(chunk)
             if size > limit:
                 raise BodyTooLargeError
-            if length is None and not held.take(len(chunk)):
-                raise BodyBudgetError
+            if refused := held.take(len(chunk)):
+                raise BodyBudgetError(refused)
             chunks.append(chunk)
+            # The body must keep up with min_rate on average since it started.
+            deadline.reschedule(min(cap, started + BODY_GRACE + size / min_rate))
     return b"".join(chunks)
 
 
@@ -96,9 +112,14 @@ class Receiver:
     def __init__(self, settings: Settings, metrics: ReceiverMetrics, access_log: LogLine) -> None:
         self.sources = {name: prepare_source(src) for name, src in settings.sources.items()}
         self.metrics = metrics
-        self.budget = BodyBudget(settings.server.max_buffered)
+        server = settings.server
+        self.budget = BodyBudget(server.max_buffered, server.max_buffered_per_client)
+        self.address = client_address(server.trusted_proxies)
         self.log = access_log
-        self.body_timeout = settings.server.body_timeout
+        #: Refused requests are logged at warning, with the client address, a few a second.
+        self.log_refused = RateLimited(access_log)
+        self.body_timeout = server.body_timeout
+        self.min_body_rate = server.min_body_rate
         self.retry_after = {"Retry-After": str(settings.server.retry_after)}
 
     async def receive(self, request: web.Request) -> web.Response:
@@ -124,24 +145,43 @@ class Receiver:
         fields["status"] = status
         fields["latency_ms"] = int((time.perf_counter() - started) * 1e6) / 1000
         fields["event"] = "webhook"
-        self.log("warning" if status >= 500 else "info", fields)
+        if status < 400:
+            self.log("info", fields)
+        else:
+            if "client" not in fields:
+                fields["client"] = self.address(request)
+            self.log_refused("warning", fields)
         return response
 
     async def _receive(
         self, request: web.Request, source: PreparedSource, fields: dict[str, object]
     ) -> web.Response:
+        client = self.address(request)
+        if source.allow and client not in source.allow:
+            fields["outcome"] = "address-refused"
+            fields["client"] = client
+            return _error(403, "forbidden", "requests from this address are not accepted")
         # The body counts against the budget until the request is answered.
-        with self.budget.hold() as held:
+        with self.budget.hold(client) as held:
             try:
-                body = await _read_body(request, source.settings.max_body, held, self.body_timeout)
-            except TimeoutError:  # a client trickling its body must not hold the request forever
+                body = await _read_body(
+                    request, source.settings.max_body, held, self.body_timeout, self.min_body_rate
+                )
+            except TimeoutError:  # a client trickling its body must not hold the request
                 fields["outcome"] = "body-timeout"
-                return _error(408, "body-timeout", "the request body did not arrive in time")
+                fields["client"] = client
+                return _error(
+                    408,
+                    "body-timeout",
+                    f"the request body did not arrive in time (within {self.body_timeout:g} s, "
+                    f"at {self.min_body_rate} bytes/s or faster)",
+                )
             except BodyTooLargeError:
                 fields["outcome"] = "too-large"
                 return _error(413, "too-large", f"body over {source.settings.max_body} bytes")
-            except BodyBudgetError:
-                fields["outcome"] = "over-budget"
+            except BodyBudgetError as exc:
+                fields["outcome"] = str(exc)
+                fields["client"] = client
                 return _error(
                     503,
                     "busy",

@@ -5,44 +5,69 @@ to its ``max_body`` (GitHub's events reach 25 MB). Without a bound across reques
 burst of large or unauthenticated uploads could hold any amount of memory; with one,
 the request that would go over it is answered ``503`` + ``Retry-After`` and the provider
 retries later.
+
+Bytes are counted as they arrive, never as a ``Content-Length`` promises: a connection
+that declares 25 MiB and sends nothing holds nothing, so idle connections cannot take
+the budget from the requests that do send. And the bodies from one client address may
+hold only its share (``server.max_buffered_per_client``), so a few addresses sending
+large bodies slowly cannot take it either; a body that arrives too slowly is cut off
+(``server.min_body_rate``, in :mod:`hookline.ingest.app`). The accounting is a few
+additions per chunk and one dictionary entry per client address with a body in flight.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
 
+#: Why :meth:`BodyReservation.take` refused: the whole budget is taken.
+FULL = "over-budget"
+#: Why :meth:`BodyReservation.take` refused: the client address has its whole share.
+CLIENT_FULL = "client-over-share"
+
 
 class BodyBudget:
-    """Bytes of request bodies held at once, across all requests, up to ``limit``."""
+    """Bytes of request bodies held at once, up to ``limit`` in all and ``per_client`` for
+    the bodies from any one client address."""
 
-    __slots__ = ("limit", "used")
+    __slots__ = ("clients", "limit", "per_client", "used")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_client: int | None = None) -> None:
         self.limit = limit
+        self.per_client = limit if per_client is None else per_client
         self.used = 0
+        #: Bytes held by each client address that holds any.
+        self.clients: dict[str, int] = {}
 
-    def hold(self) -> BodyReservation:
-        """A reservation for one request, released when its ``with`` block ends."""
-        return BodyReservation(self)
+    def hold(self, client: str) -> BodyReservation:
+        """A reservation for one request from ``client``, released when its ``with`` ends."""
+        return BodyReservation(self, client)
 
 
 class BodyReservation:
     """What one request holds of a :class:`BodyBudget`."""
 
-    __slots__ = ("_budget", "held")
+    __slots__ = ("_budget", "client", "held")
 
-    def __init__(self, budget: BodyBudget) -> None:
+    def __init__(self, budget: BodyBudget, client: str) -> None:
         self._budget = budget
+        self.client = client
         self.held = 0
 
-    def take(self, size: int) -> bool:
-        """Reserve ``size`` more bytes; ``False`` (nothing reserved) when over the limit."""
+    def take(self, size: int) -> str | None:
+        """Reserve ``size`` more bytes; ``None`` when done, else why not (nothing reserved):
+        :data:`FULL` or :data:`CLIENT_FULL`."""
         budget = self._budget
-        if budget.used + size > budget.limit:
-            return False
-        budget.used += size
+        used = budget.used + size
+        if used > budget.limit:
+            return FULL
+        clients = budget.clients
+        mine = clients.get(self.client, 0) + size
+        if mine > budget.per_client:
+            return CLIENT_FULL
+        budget.used = used
+        clients[self.client] = mine
         self.held += size
-        return True
+        return None
 
     def __enter__(self) -> BodyReservation:
         return self
@@ -53,5 +78,14 @@ class BodyReservation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._budget.used -= self.held
+        held = self.held
+        if not held:
+            return
+        budget = self._budget
+        budget.used -= held
+        left = budget.clients[self.client] - held
+        if left:
+            budget.clients[self.client] = left
+        else:
+            del budget.clients[self.client]
         self.held = 0

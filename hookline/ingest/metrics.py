@@ -62,6 +62,13 @@ class ReceiverMetrics:
 
 #: Outcomes counted as signature failures, by the reason label they get.
 _SIGNATURE_FAILURES = {"stale": "timestamp", "bad-signature": "signature", "replayed": "replay"}
+#: Outcomes counted as refusals before verification, by the reason label they get.
+_REFUSALS = {
+    "address-refused": "address",
+    "over-budget": "budget",
+    "client-over-share": "client-share",
+    "body-timeout": "slow-body",
+}
 
 
 class _AnswerCollector(Collector):
@@ -76,26 +83,38 @@ class _AnswerCollector(Collector):
         return self._families()
 
     def collect(self) -> Iterable[CounterMetricFamily]:
-        requests, failures, duplicates = self._families()
+        requests, failures, duplicates, refusals, replays = self._families()
         by_status: collections.Counter[tuple[str, str]] = collections.Counter()
         by_reason: collections.Counter[tuple[str, str]] = collections.Counter()
+        refused: collections.Counter[tuple[str, str]] = collections.Counter()
         by_source: collections.Counter[str] = collections.Counter()
+        replayed: collections.Counter[str] = collections.Counter()
         for (source, status, outcome), count in dict(self._answers).items():  # a copy: atomic
             by_status[source, str(status)] += count
-            if isinstance(outcome, str) and outcome in _SIGNATURE_FAILURES:
+            if not isinstance(outcome, str):
+                continue
+            if outcome in _SIGNATURE_FAILURES:
                 by_reason[source, _SIGNATURE_FAILURES[outcome]] += count
+            elif outcome in _REFUSALS:
+                refused[source, _REFUSALS[outcome]] += count
             elif outcome == "duplicate":
                 by_source[source] += count
+            elif outcome == "replay":
+                replayed[source] += count
         for labels, count in sorted(by_status.items()):
             requests.add_metric(labels, count)
         for labels, count in sorted(by_reason.items()):
             failures.add_metric(labels, count)
         for source, count in sorted(by_source.items()):
             duplicates.add_metric([source], count)
-        return [requests, failures, duplicates]
+        for labels, count in sorted(refused.items()):
+            refusals.add_metric(labels, count)
+        for source, count in sorted(replayed.items()):
+            replays.add_metric([source], count)
+        return [requests, failures, duplicates, refusals, replays]
 
     @staticmethod
-    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+    def _families() -> tuple[CounterMetricFamily, ...]:
         return (
             CounterMetricFamily(
                 "hookline_http_requests",
@@ -110,6 +129,19 @@ class _AnswerCollector(Collector):
             CounterMetricFamily(
                 "hookline_duplicates",
                 "Deliveries of an event already accepted, by source.",
+                labels=["source"],
+            ),
+            CounterMetricFamily(
+                "hookline_refused_requests",
+                "Requests refused before their signature was checked: an address not allowed "
+                "(403), the body budget or the client's share of it full (503), a body too "
+                "slow (408).",
+                labels=["source", "reason"],
+            ),
+            CounterMetricFamily(
+                "hookline_replays",
+                "Verified requests whose signed body was already accepted under another "
+                "event id (the replay guard), answered as duplicates.",
                 labels=["source"],
             ),
         )

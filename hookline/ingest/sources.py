@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hookline.config.settings import SourceSettings
 from hookline.envelope import utf8_text
 from hookline.errors import ConfigError
+from hookline.ingest.addresses import AddressSet
 from hookline.ingest.extract import Locator, locators
 from hookline.ingest.schemes import Key, Scheme, get_scheme
 
@@ -33,6 +34,8 @@ class PreparedSource:
     #: The replay window: the source's ``tolerance`` if set (here or in ``[receiver]``),
     #: else the scheme's documented one, else the default.
     tolerance: float = 300.0
+    #: The client addresses allowed (``allow_ips``); empty: any.
+    allow: AddressSet = field(default_factory=lambda: AddressSet(()))
 
     def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
@@ -97,6 +100,7 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
         hidden=frozenset(scheme.secret_headers),
         public_url=source.public_url.rstrip("?"),
         tolerance=_tolerance(source, scheme),
+        allow=AddressSet(source.allow_ips),
     )
 
 
