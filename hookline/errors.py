@@ -19,6 +19,10 @@ class ConfigError(HooklineError):
     """Raised when the configuration is invalid; the message names the key and the fix."""
 
 
+class RedisUrlError(ConfigError):
+    """Raised when a Redis URL cannot be read; the message shows it only masked."""
+
+
 # -- the receiver (hookline.ingest) -----------------------------------------------------
 
 

@@ -164,7 +164,7 @@ class TestRedis:
         port = free_port()
         errors = levels(check_redis(f"redis://app:pa55word@127.0.0.1:{port}/0"), "error")
         assert len(errors) == 1
-        assert errors[0].startswith(f"Redis at redis://app:***@127.0.0.1:{port}/0 is unreachable")
+        assert errors[0].startswith(f"Redis at redis://***@127.0.0.1:{port}/0 is unreachable")
         assert "pa55word" not in errors[0]
 
     def test_wrong_password_is_an_error_without_the_password(
@@ -183,7 +183,8 @@ class TestRedis:
         """A URL Redis clients cannot use is reported, masked."""
         errors = levels(check_redis("http://u:secret@host/0"), "error")
         assert len(errors) == 1
-        assert errors[0].startswith("redis.url http://u:***@host/0:")
+        assert errors[0].startswith("redis.url http://***@host/0 cannot be read")
+        assert "secret" not in errors[0]
 
     def test_sentinel_group_is_checked_through_its_primary(
         self, redis_with: list[EmbeddedRedis], tmp_path: Path
@@ -209,7 +210,7 @@ class TestRedis:
         errors = levels(check_redis(f"redis+sentinel://:pa55word@{hosts}/mymaster"), "error")
         assert len(errors) == 1
         assert errors[0].startswith(
-            f"Redis at redis+sentinel://:***@{hosts}/mymaster is unreachable"
+            f"Redis at redis+sentinel://***@{hosts}/mymaster is unreachable"
         ), errors[0]
         assert "No master found for 'mymaster'" in errors[0] and "<redis" not in errors[0]
         assert "pa55word" not in errors[0]
@@ -282,20 +283,22 @@ class TestMaskUrl:
     @pytest.mark.parametrize(
         ("url", "masked"),
         [
-            ("redis://user:pw@host:6379/0", "redis://user:***@host:6379/0"),
-            ("redis://:p%40ss@host/0", "redis://:***@host/0"),
-            ("rediss://:a@b@host:6380", "rediss://:***@host:6380"),
+            ("redis://user:pw@host:6379/0", "redis://***@host:6379/0"),
+            ("redis://:p%40ss@host/0", "redis://***@host/0"),
+            ("rediss://:a@b@host:6380", "rediss://***@host:6380"),
+            ("redis://:a#b?c/d@e:f@host:6380/1", "redis://***@host:6380/1"),
             ("unix:///run/redis.sock?db=0&password=pw", "unix:///run/redis.sock?db=0&password=***"),
-            ("redis://user@host:6379/0", "redis://user@host:6379/0"),
+            ("redis://user@host:6379/0", "redis://***@host:6379/0"),
             ("redis://host:6379/0", "redis://host:6379/0"),
             (
                 "redis+sentinel://:pw@h1:26379,h2:26379/mymaster/0",
-                "redis+sentinel://:***@h1:26379,h2:26379/mymaster/0",
+                "redis+sentinel://***@h1:26379,h2:26379/mymaster/0",
             ),
         ],
     )
     def test_password_is_masked(self, url: str, masked: str) -> None:
-        """A password in the user part or the query string is replaced; the rest is kept."""
+        """Everything between the scheme and the last @, and a password in the query string,
+        is replaced; the rest is kept."""
         assert mask_url(url) == masked
 
 

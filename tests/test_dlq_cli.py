@@ -814,7 +814,7 @@ class TestConnection:
             main, ["dlq", *args], env={**CLEAN_ENV, "HOOKLINE_REDIS_URL": url}
         )
         assert result.exit_code == 1
-        assert "cannot reach Redis at redis://:***@127.0.0.1" in result.stderr
+        assert "cannot reach Redis at redis://***@127.0.0.1" in result.stderr
         assert "s3cret" not in result.output
 
     def test_unreachable_sentinel_group_is_named_masked(self) -> None:
@@ -826,7 +826,7 @@ class TestConnection:
         )
         assert result.exit_code == 1, result.output
         assert result.stderr.startswith(
-            f"Error: cannot reach Redis at redis+sentinel://:***@{hosts}/mymaster: "
+            f"Error: cannot reach Redis at redis+sentinel://***@{hosts}/mymaster: "
             "No master found for 'mymaster' (check the Sentinel addresses and service name)\n"
         ), result.stderr
         assert "s3cret" not in result.output

@@ -26,6 +26,7 @@ LAYERS = {
     "hookline.metrics": 0,
     "hookline.listen": 0,
     "hookline.supervise": 0,
+    "hookline.terminal": 0,
     # the HTTP edge, and the processing side
     "hookline.ingest": 1,
     "hookline.workers": 1,

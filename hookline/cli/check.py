@@ -26,7 +26,7 @@ from hookline.config.settings import (
     load_settings,
     parse_settings,
 )
-from hookline.errors import ConfigError, HooklineError
+from hookline.errors import ConfigError, HooklineError, RedisUrlError
 from hookline.ingest.sources import prepare_source
 from hookline.redis.connection import MASK, failure_reason, mask_url, sync_client
 
@@ -266,8 +266,8 @@ def check_redis(url: str | None) -> list[Finding]:
     shown = mask_url(url)
     try:
         client = sync_client(url)
-    except ValueError as exc:
-        return [Finding("error", f"redis.url {shown}: {_scrub(str(exc), url)}")]
+    except RedisUrlError as exc:  # says what is wrong without the URL's secrets
+        return [Finding("error", str(exc))]
     with client:
         try:
             server = client.info("server")

@@ -19,7 +19,7 @@ from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
 from hookline.dlq import ops
 from hookline.dlq.search import Filter
 from hookline.dlq.store import DeadLetters
-from hookline.errors import FilterError, HooklineError
+from hookline.errors import FilterError, HooklineError, RedisUrlError
 from hookline.redis.connection import failure_reason, mask_url, sync_client
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,7 +117,10 @@ def _redis_url(config_path: str | None) -> str:
 def session(config_path: str | None) -> Iterator[DeadLetters]:
     """The dead letters of the configured Redis; Redis failures become clear messages."""
     url = _redis_url(config_path)
-    client = sync_client(url)
+    try:
+        client = sync_client(url)
+    except RedisUrlError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         client.ping()
         yield DeadLetters(client)
@@ -128,6 +131,7 @@ def session(config_path: str | None) -> Iterator[DeadLetters]:
             f"or ${REDIS_URL_ENV}."
         ) from None
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis answered with an error: {exc}") from None
+        reason = str(exc).replace(url, mask_url(url))
+        raise click.ClickException(f"Redis answered with an error: {reason}") from None
     finally:
         client.close()

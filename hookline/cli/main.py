@@ -98,6 +98,8 @@ def send(
     """Sign a sample event as SOURCE's provider would (first secret, or --private-key)
     and POST it."""
     from hookline.cli.send import build_request, post
+    from hookline.redis.connection import mask_url
+    from hookline.terminal import safe, safe_lines
 
     settings = load(config_path or str(DEV_CONFIG))
     body: bytes | None = None
@@ -113,13 +115,20 @@ def send(
         request = build_request(
             settings, source, event_type=event_type, data=body, url=url, private_key=private_key
         )
-        status, answer = asyncio.run(post(request))
-    except (HooklineError, ValueError) as exc:
+    except (HooklineError, ValueError) as exc:  # our messages: URLs in them are masked
         raise click.ClickException(str(exc)) from None
+    shown = mask_url(request.url)
+    try:
+        status, answer = asyncio.run(post(request))
+    except ValueError:  # the HTTP client's words would quote the URL, credentials and all
+        raise click.ClickException(
+            f"invalid receiver URL {shown}: expected http://HOST:PORT/hooks/SOURCE "
+            "(percent-encode reserved characters in credentials)"
+        ) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot reach {url or 'the receiver'}: {exc}") from None
-    click.echo(f"POST {request.url} -> {status}")
-    click.echo(answer.decode(errors="replace"))
+        raise click.ClickException(f"cannot reach {shown}: {safe(str(exc))}") from None
+    click.echo(f"POST {shown} -> {status}")
+    click.echo("\n".join(safe_lines(answer.decode(errors="replace"))))
     if status >= 400:
         sys.exit(1)
 

@@ -15,6 +15,7 @@ from hookline.config.settings import Settings
 from hookline.errors import ConfigError
 from hookline.ingest.schemes import SigningKey
 from hookline.ingest.sources import PreparedSource, prepare_source
+from hookline.redis.connection import mask_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,9 @@ def build_request(
             ``url`` is not an http(s) URL, or the private key is not the scheme's kind.
     """
     if url is not None and not url.startswith(("http://", "https://")):
-        raise ValueError(f"invalid receiver URL {url!r}: expected http://HOST:PORT/hooks/SOURCE")
+        raise ValueError(
+            f"invalid receiver URL {mask_url(url)!r}: expected http://HOST:PORT/hooks/SOURCE"
+        )
     source = settings.sources.get(source_name)
     if source is None:
         known = ", ".join(sorted(settings.sources)) or "none"

@@ -112,6 +112,13 @@ def redis_url(value: Any) -> str:
     """A URL redis-py connects with; never echoed, as it may carry a password."""
     if not isinstance(value, str) or not value.startswith(REDIS_URL_SCHEMES):
         raise ValueError("expected a redis://, rediss://, unix:// or redis+sentinel:// URL")
+    from hookline.errors import RedisUrlError
+    from hookline.redis.connection import check_url  # redis-py, only once a URL is read
+
+    try:
+        check_url(value)
+    except RedisUrlError as exc:
+        raise ValueError(str(exc).removeprefix("redis.url ")) from None
     return value
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import unquote
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.connection import parse_url
 from redis.sentinel import MasterNotFoundError, Sentinel
+
+from hookline.errors import RedisUrlError
 
 #: URL scheme naming a Sentinel group instead of one server.
 SENTINEL_SCHEME = "redis+sentinel"
@@ -59,21 +63,59 @@ def is_sentinel(url: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password, in the user part or the query string, replaced by ``***``.
+    """``url`` as it may be shown: everything between the scheme and the last ``@`` (user
+    and password) replaced by ``***``, and so is any ``password`` in the query string.
 
-    Any URL hookline accepts, a Sentinel URL naming several hosts included, is shown.
+    The one masking function for every message that shows a URL (Redis, or a receiver URL
+    with credentials). It does not parse: a password holding an unencoded ``#``, ``?``,
+    ``/`` or ``@`` (which a URL parser splits wrongly) is masked whole all the same.
     """
-    parts = urlsplit(url)
-    masked = url
-    if parts.password is not None:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostport}"
-        masked = masked.replace(f"//{parts.netloc}", f"//{netloc}", 1)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k.lower() == "password" for k, _ in pairs):
-        query = urlencode([(k, MASK if k.lower() == "password" else v) for k, v in pairs], safe="*")
-        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
-    return masked
+    scheme, sep, rest = url.partition("://")
+    _, at, host = rest.rpartition("@")
+    masked = f"{scheme}{sep}{MASK}@{host}" if at else url
+    return _QUERY_PASSWORD.sub(lambda m: m.group(1) + MASK, masked)
+
+
+#: A ``password`` parameter of a query string, up to the next parameter.
+_QUERY_PASSWORD = re.compile(r"(?i)([?&;]password=)[^&;]*")
+#: What a Redis URL's user part may not hold unencoded.
+_RESERVED = "/?#@"
+#: How to fix a URL whose credentials hold reserved characters.
+_ENCODE_HINT = (
+    "percent-encode reserved characters in the user and password "
+    "(# as %23, ? as %3F, / as %2F, @ as %40, : in a user as %3A)"
+)
+
+
+def check_url(url: str) -> None:
+    """Check that ``url`` reads as the Redis URL it looks like, without showing it.
+
+    A password with an unencoded ``#``, ``?``, ``/`` or ``@`` does not fail a URL parser:
+    it moves part of the password into a fragment, query or path, and the client then
+    connects somewhere else with part of the password; so the user part (everything up to
+    the last ``@``) is checked first, then the URL is parsed as redis-py will.
+
+    Raises:
+        RedisUrlError: saying what is wrong and how to fix it; the message holds the URL
+            only masked (:func:`mask_url`), never a parser's own words about it.
+    """
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    shown = mask_url(url)
+    if at and any(char in userinfo for char in _RESERVED):
+        raise RedisUrlError(
+            f"redis.url {shown}: the user or password is not URL-encoded; {_ENCODE_HINT}"
+        )
+    try:
+        if is_sentinel(url):
+            SentinelTarget.parse(url)
+        else:
+            parse_url(url)
+    except Exception:  # whatever the parser says may quote the URL: say it in our words
+        raise RedisUrlError(
+            f"redis.url {shown} cannot be read: expected "
+            "redis://[[user]:password@]host[:port][/db] (or rediss://, unix://, "
+            f"redis+sentinel://); {_ENCODE_HINT}"
+        ) from None
 
 
 _COMMON: dict[str, Any] = {"socket_connect_timeout": 2.0, "health_check_interval": 30}
@@ -114,7 +156,12 @@ def _hiredis_packing(base: type[AsyncConnection]) -> type[AsyncConnection]:
 
 
 def async_client(url: str, *, max_connections: int = 64) -> aioredis.Redis:
-    """An asyncio client for ``url``; a Sentinel URL follows the primary across failovers."""
+    """An asyncio client for ``url``; a Sentinel URL follows the primary across failovers.
+
+    Raises:
+        RedisUrlError: when the URL cannot be read (see :func:`check_url`).
+    """
+    check_url(url)
     options = {**_COMMON, "socket_timeout": 5.0, "max_connections": max_connections}
     if is_sentinel(url):
         target = SentinelTarget.parse(url)
@@ -139,7 +186,11 @@ def sync_client(url: str) -> redis.Redis:
     """A blocking client for ``url``; a Sentinel URL follows the primary across failovers.
 
     The socket timeout exceeds the longest blocking command workers send (1 s).
+
+    Raises:
+        RedisUrlError: when the URL cannot be read (see :func:`check_url`).
     """
+    check_url(url)
     options = {**_COMMON, "socket_timeout": 10.0}
     if is_sentinel(url):
         target = SentinelTarget.parse(url)
