@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -34,6 +35,7 @@ from hookline.ingest.schemes import Answer
 from hookline.ingest.sources import PreparedSource, prepare_source
 from hookline.ingest.tokens import TokenLedger
 from hookline.logs import LogLine, RateLimited, structlog_lines
+from hookline.redis import keys
 from hookline.redis.commit import Outcome, Pending
 from hookline.redis.connection import async_client
 
@@ -221,6 +223,8 @@ class Receiver:
             return _json(202, {"id": pending.envelope.id})
         if outcome is Outcome.DUPLICATE:
             return _json(200, {"id": pending.envelope.id, "duplicate": True})
+        if outcome is Outcome.REPLAY:
+            return _json(200, {"id": pending.envelope.id, "duplicate": True, "replay": True})
         if token is not None:  # not committed: the provider's retry must not be a replay
             await self.tokens.release(source.settings.name, token)
         if outcome is Outcome.QUEUE_FULL:
@@ -306,10 +310,20 @@ def _event(
         body=body,
         queue=source.settings.queue,
     )
+    replay = ""
+    if source.replay_guard:
+        # What the signature covers: the body, and the URL for schemes that sign it (a
+        # digest of it, not the signature itself: an ECDSA signature has a second valid
+        # form, and a hex or base64 one is written in several ways).
+        signed = hashlib.sha256(body)
+        if url:
+            signed.update(b"\x00" + url.encode("utf-8", "surrogateescape"))
+        replay = keys.replay(source.settings.name, signed.hexdigest())
     try:
         # Serialised here, so that an envelope that cannot be stored fails this request
         # alone, not every event committed in the same batch.
-        return Pending(envelope, source.settings.dedupe_window, source.settings.max_queue_depth)
+        settings = source.settings
+        return Pending(envelope, settings.dedupe_window, settings.max_queue_depth, replay)
     except TypeError as exc:  # orjson.JSONEncodeError
         fields["outcome"] = "unstorable"
         fields["error"] = type(exc).__name__

@@ -36,6 +36,9 @@ class PreparedSource:
     tolerance: float = 300.0
     #: The client addresses allowed (``allow_ips``); empty: any.
     allow: AddressSet = field(default_factory=lambda: AddressSet(()))
+    #: Whether a signed body accepted before under another id is a replay (see
+    #: :func:`replay_guard_default`).
+    replay_guard: bool = False
 
     def kept_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers worth storing with the event, bytes that were not UTF-8 escaped."""
@@ -90,17 +93,22 @@ def prepare_source(source: SourceSettings) -> PreparedSource:
             "provider, which it signs (e.g. https://hooks.example.com/hooks/NAME)"
         )
     signature = (scheme.signature_header.lower(),) if scheme.signature_header else ()
+    id_from = locators(source.id_from or scheme.default_id)
+    guard = source.replay_guard
+    if guard is None:
+        guard = replay_guard_default(scheme, id_from) and source.dedupe_window > 0
     return PreparedSource(
         settings=source,
         scheme=scheme,
         keys=tuple(keys),
-        id_from=locators(source.id_from or scheme.default_id),
+        id_from=id_from,
         type_from=locators(source.type_from or scheme.default_type),
         keep=frozenset((*BASE_HEADERS, *source.keep_headers, *signature)),
         hidden=frozenset(scheme.secret_headers),
         public_url=source.public_url.rstrip("?"),
         tolerance=_tolerance(source, scheme),
         allow=AddressSet(source.allow_ips),
+        replay_guard=guard,
     )
 
 
@@ -110,3 +118,13 @@ def _tolerance(source: SourceSettings, scheme: Scheme) -> float:
     if "tolerance" in source.model_fields_set or scheme.tolerance is None:
         return source.tolerance
     return scheme.tolerance
+
+
+def replay_guard_default(scheme: Scheme, id_from: tuple[Locator, ...]) -> bool:
+    """Whether the replay guard is on when ``replay_guard`` is unset: where the signature
+    covers the body but not every place the event id may come from (a header the scheme
+    does not sign), so that a captured delivery re-sent under a new id still verifies."""
+    unsigned = any(
+        loc.header is not None and loc.header not in scheme.signed_headers for loc in id_from
+    )
+    return scheme.signs_body and unsigned

@@ -36,11 +36,14 @@ class Outcome(enum.IntEnum):
     DUPLICATE = 1
     QUEUE_FULL = 2
     QUEUE_BROKEN = 3
+    #: Its replay marker exists: the same signed body was accepted under another id.
+    REPLAY = 4
 
 
 class Pending:
-    """One event to commit: its envelope, how long its dedupe marker lives (0: no dedupe)
-    and the queue depth at which it is refused (0: none).
+    """One event to commit: its envelope, how long its dedupe marker lives (0: no dedupe),
+    the queue depth at which it is refused (0: none) and its replay marker's key, if the
+    source guards against replays (the marker lives as long as the dedupe marker).
 
     The envelope is serialised here, when the event is handed over, not inside the
     batch commit: an envelope that cannot be stored fails its own request, never the
@@ -51,12 +54,15 @@ class Pending:
         TypeError: when the envelope cannot be serialised (``orjson.JSONEncodeError``).
     """
 
-    __slots__ = ("data", "dedupe_ttl", "envelope", "max_depth")
+    __slots__ = ("data", "dedupe_ttl", "envelope", "max_depth", "replay")
 
-    def __init__(self, envelope: Envelope, dedupe_ttl: float, max_depth: int = 0) -> None:
+    def __init__(
+        self, envelope: Envelope, dedupe_ttl: float, max_depth: int = 0, replay: str = ""
+    ) -> None:
         self.envelope = envelope
         self.dedupe_ttl = dedupe_ttl
         self.max_depth = max_depth
+        self.replay = replay
         #: The envelope as stored: JSON bytes.
         self.data = envelope.to_json()
 
@@ -109,7 +115,11 @@ def _arguments(batch: Sequence[Pending]) -> tuple[list[str], list[Any], list[int
         for item in items:
             env = item.envelope
             script_keys.append(keys.seen(env.source, env.id))
-            args += [int(item.dedupe_ttl * 1000), item.data]
+            if item.replay:
+                script_keys.append(item.replay)
+                args += [int(item.dedupe_ttl * 1000), 1, item.data]
+            else:
+                args += [int(item.dedupe_ttl * 1000), 0, item.data]
         order += indexes
     args.append(JOB_FUNC)
     return script_keys, args, order
@@ -175,9 +185,11 @@ def _retry_safe(batch: Sequence[Pending]) -> bool:
 
     A commit whose connection fails after the script was sent may or may not have run.
     Sent again, an event with a dedupe marker finds the marker the first run wrote (if
-    it ran) and is answered a duplicate: it is in Redis once either way, and a 2xx is
-    right. An event without dedupe (``dedupe_ttl`` 0) would be enqueued a second time,
-    so a batch holding one is never sent again once it may have reached Redis.
+    it ran: the script is atomic, so it wrote every marker and job or none) and is
+    answered a duplicate: it is in Redis once either way, and a 2xx is right. An event
+    without dedupe (``dedupe_ttl`` 0) has no marker to find and would be enqueued a
+    second time, so a batch holding one is never sent again once it may have reached
+    Redis (the caller answers 503 and the provider retries, as before).
     """
     return all(item.dedupe_ttl > 0 for item in batch)
 

@@ -29,6 +29,12 @@ def seen(source: str, event_id: str) -> str:
     return f"{PREFIX}:seen:{source}:{event_id}"
 
 
+def replay(source: str, fingerprint: str) -> str:
+    """Receiver replay marker: a signed body accepted within the dedupe window (its
+    SHA-256, ``fingerprint``), whatever its event id; set atomically with the job."""
+    return f"{PREFIX}:replay:{source}:{fingerprint}"
+
+
 def done(source: str, event_id: str) -> str:
     """Worker done marker: the event's handler has succeeded."""
     return f"{PREFIX}:done:{source}:{event_id}"

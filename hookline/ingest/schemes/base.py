@@ -164,6 +164,13 @@ class Scheme(abc.ABC):
     answers_handshakes: ClassVar[bool] = False
     #: Whether each request carries a token that must be accepted once only (:meth:`token`).
     single_use_tokens: ClassVar[bool] = False
+    #: Whether the signature covers the body (not so where a token or password is sent
+    #: as is, or where only a timestamp and token are signed): without that, a guard on
+    #: the body against replays proves nothing.
+    signs_body: ClassVar[bool] = True
+    #: Lower-case names of the headers the signature covers besides the body (an id, a
+    #: timestamp): an event id read from one of them cannot be changed by a replayer.
+    signed_headers: ClassVar[tuple[str, ...]] = ()
     #: Lower-case names of headers that carry a secret itself: never stored with the event.
     secret_headers: tuple[str, ...] = ()
 

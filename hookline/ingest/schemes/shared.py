@@ -46,6 +46,8 @@ def _same(presented: bytes, key: bytes) -> bool:
 class _SharedSecret(Scheme):
     """A secret the provider sends back as is; never kept with the event."""
 
+    signs_body = False
+
     def verify(
         self,
         body: bytes,
@@ -172,6 +174,7 @@ class Mailgun(Scheme):
     default_type = ("body:event-data.event",)
     uses_timestamp = True
     single_use_tokens = True
+    signs_body = False
     label = "signature"
     signature_header = ""
 

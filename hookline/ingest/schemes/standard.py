@@ -44,6 +44,7 @@ class StandardWebhooks(HmacScheme):
     id_header: ClassVar[str] = "webhook-id"
     timestamp_header: ClassVar[str] = "webhook-timestamp"
     signature_header = "webhook-signature"
+    signed_headers = ("webhook-id", "webhook-timestamp")
 
     def key(self, secret: str) -> bytes:
         """Base64-decode the secret after its ``whsec_`` prefix, tolerating missing padding.
@@ -168,5 +169,6 @@ class Svix(StandardWebhooks):
     header_prefixes = ("svix-",)
     default_id = ("header:svix-id",)
     id_header = "svix-id"
+    signed_headers = ("svix-id", "svix-timestamp")
     timestamp_header = "svix-timestamp"
     signature_header = "svix-signature"

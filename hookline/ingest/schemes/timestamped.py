@@ -187,6 +187,7 @@ class Twitch(HmacScheme):
     label = "sha256"
     signature_header = "Twitch-Eventsub-Message-Signature"
     id_header: ClassVar[str] = "Twitch-Eventsub-Message-Id"
+    signed_headers = ("twitch-eventsub-message-id", "twitch-eventsub-message-timestamp")
     timestamp_header: ClassVar[str] = "Twitch-Eventsub-Message-Timestamp"
     type_header: ClassVar[str] = "Twitch-Eventsub-Message-Type"
 
