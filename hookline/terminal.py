@@ -48,3 +48,16 @@ def safe_json(text: str) -> str:
     if text.isascii() and "\x7f" not in text:
         return text
     return _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+#: DEL and the C1 controls as UTF-8 bytes.
+_JSON_CONTROL_BYTES = re.compile(rb"\x7f|\xc2[\x80-\x9f]")
+
+
+def safe_json_bytes(data: bytes) -> bytes:
+    """:func:`safe_json` for UTF-8 JSON bytes (an export streamed to standard output)."""
+    if data.isascii() and b"\x7f" not in data:
+        return data
+    return _JSON_CONTROL_BYTES.sub(
+        lambda m: b"\\u%04x" % (0x7F if m.group() == b"\x7f" else m.group()[1]), data
+    )

@@ -29,6 +29,7 @@ from hookline.config.settings import (
 from hookline.errors import ConfigError, HooklineError, RedisUrlError
 from hookline.ingest.sources import prepare_source
 from hookline.redis.connection import MASK, failure_reason, mask_url, sync_client
+from hookline.terminal import safe
 
 Level = Literal["error", "warning", "info", "ok"]
 
@@ -59,7 +60,8 @@ def render(findings: Iterable[Finding]) -> str:
     errors = sum(f.level == "error" for f in items)
     warnings = sum(f.level == "warning" for f in items)
     summary = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-    return "\n".join([*(str(f) for f in items), summary])
+    # A message may quote what Redis said (its version, an error): shown escaped.
+    return "\n".join([*(safe(str(f)) for f in items), summary])
 
 
 def run_checks(config_path: str | None, env: Mapping[str, str]) -> list[Finding]:

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 import orjson
@@ -29,6 +29,7 @@ from hookline.dlq.format import age, describe, detail, table
 from hookline.dlq.search import Cursor, Search
 from hookline.dlq.store import DeadLetters
 from hookline.errors import DeadLetterError, ExportFileError
+from hookline.terminal import safe, safe_json, safe_json_bytes
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -39,7 +40,9 @@ EXIT_INTERRUPTED = 130
 
 def _missing(ids: Sequence[str]) -> None:
     if ids:
-        shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+        shown = ", ".join(map(safe, ids[:20])) + (
+            f" and {len(ids) - 20} more" if len(ids) > 20 else ""
+        )
         click.echo(f"error: no dead letter with id {shown}", err=True)
 
 
@@ -49,6 +52,17 @@ def _count_text(total: int, exact: bool) -> str:
 
 def _letters(n: int) -> str:
     return f"{n} dead letter" + ("" if n == 1 else "s")
+
+
+class _TerminalSafe:
+    """A byte stream that writes JSON Lines with DEL and C1 escaped (the same JSON)."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+
+    def write(self, data: bytes) -> int:
+        """Write ``data`` made terminal-safe."""
+        return self._target.write(safe_json_bytes(data))
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -76,7 +90,7 @@ def stats(config_path: str | None, as_json: bool) -> None:
             "oldest": st.oldest,
             "newest": st.newest,
         }
-        click.echo(orjson.dumps(data).decode())
+        click.echo(safe_json(orjson.dumps(data).decode()))
         return
     if not st.total:
         click.echo("the dead-letter queue is empty")
@@ -91,9 +105,10 @@ def stats(config_path: str | None, as_json: bool) -> None:
         ("by type", st.by_type),
         ("by error type", st.by_error),
     ):
-        width = max(len(k) for k in counts) if counts else 0
+        shown = {safe(key): value for key, value in counts.items()}
+        width = max(len(k) for k in shown) if shown else 0
         click.echo(f"\n{title}")
-        for key, value in counts.items():
+        for key, value in shown.items():
             click.echo(f"  {key:<{width}}  {value:>8}")
 
 
@@ -128,7 +143,7 @@ def list_(
     now = time.time()
     if as_json:
         for letter in page.items:
-            click.echo(orjson.dumps(ops.summary(letter, now)).decode())
+            click.echo(safe_json(orjson.dumps(ops.summary(letter, now)).decode()))
     elif page.items:
         click.echo(table(page.items, now))
     if page.next is not None and len(page.items) == limit:
@@ -171,9 +186,10 @@ def show(
                 source=source,
             )
         except DeadLetterError as exc:
-            raise click.ClickException(f"{exc} (see `hookline dlq list`)") from None
+            raise click.ClickException(f"{safe(str(exc))} (see `hookline dlq list`)") from None
     if as_json:
-        click.echo(orjson.dumps(letter.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        shown = orjson.dumps(letter.to_dict(), option=orjson.OPT_INDENT_2).decode()
+        click.echo(safe_json(shown))
     else:
         click.echo(detail(letter, time.time()))
 
@@ -190,7 +206,7 @@ def _status(progress: ops.Progress, rate: float | None) -> str:
 def _run(job: ops.Bulk | files.Reinject, label: str, verb: str) -> ops.Progress:
     """Run ``job`` under a progress bar; Ctrl-C and Redis failures say how far it got."""
     progress = job.progress
-    safe = "" if verb == "removing" else "nothing lost or doubled; "
+    promise = "" if verb == "removing" else "nothing lost or doubled; "
     bar: ProgressBar[int] = click.progressbar(
         length=max(progress.total, 1),
         label=label,
@@ -205,15 +221,15 @@ def _run(job: ops.Bulk | files.Reinject, label: str, verb: str) -> ops.Progress:
             job.run(on_step=bar.update)
     except KeyboardInterrupt:
         click.echo(
-            f"\ninterrupted after {verb} {progress.done + progress.enqueued}: {safe}"
+            f"\ninterrupted after {verb} {progress.done + progress.enqueued}: {promise}"
             "run the same command again to continue",
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)
     except redis.RedisError as exc:
         raise click.ClickException(
-            f"Redis failed after {verb} {progress.done + progress.enqueued} ({exc}): {safe}"
-            "run the same command again to continue"
+            f"Redis failed after {verb} {progress.done + progress.enqueued} "
+            f"({safe(str(exc))}): {promise}run the same command again to continue"
         ) from None
     return progress
 
@@ -393,7 +409,9 @@ def export(
                 written, missing = files.export(dead_letters, selection, out)
         else:
             try:
-                written, missing = files.export(dead_letters, selection, sys.stdout.buffer)
+                written, missing = files.export(
+                    dead_letters, selection, _TerminalSafe(sys.stdout.buffer)
+                )
                 sys.stdout.flush()
             except BrokenPipeError:
                 # The reader went away (`| head`): stop quietly, as other Unix tools do.

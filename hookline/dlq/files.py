@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import orjson
 
@@ -157,7 +157,16 @@ class Reinject:
         return True
 
 
-def export(dead_letters: DeadLetters, selection: Selection, out: BinaryIO) -> tuple[int, list[str]]:
+class ByteWriter(Protocol):
+    """Where an export is written: anything with a ``write(bytes)``."""
+
+    def write(self, data: bytes, /) -> object:
+        """Write ``data``."""
+
+
+def export(
+    dead_letters: DeadLetters, selection: Selection, out: ByteWriter
+) -> tuple[int, list[str]]:
     """Write the selected entries to ``out`` as JSON Lines, oldest first (ids: in order).
 
     Each line is an entry as stored (``DeadLetter.to_dict``), enough to re-inject it.

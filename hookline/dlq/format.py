@@ -1,6 +1,8 @@
 """How ``hookline dlq`` shows dead letters: ages, the list table, one entry in full.
 
 :func:`age` is also the console's, so that an age reads the same on a page and in a terminal.
+Everything shown from Redis passes through :mod:`hookline.terminal`: a control character
+in an event or an error is printed as an escape, never obeyed by the terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import orjson
 
 from hookline.dlq.ops import Selection, summary
 from hookline.dlq.store import DeadLetter
+from hookline.terminal import safe, safe_json, safe_lines
 
 
 def age(seconds: float) -> str:
@@ -61,7 +64,7 @@ def table(letters: Sequence[DeadLetter], now: float) -> str:
     for letter in letters:
         row = summary(letter, now)
         row["age"] = age(now - letter.dead_at)
-        rows.append({k: str(v) for k, v in row.items()})
+        rows.append({k: safe(str(v)) for k, v in row.items()})
     widths = [
         min(cap, max([len(header)] + [len(r[key]) for r in rows])) for header, key, cap in _COLUMNS
     ]
@@ -75,18 +78,19 @@ def table(letters: Sequence[DeadLetter], now: float) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _body(letter: DeadLetter) -> tuple[str, str]:
+def _body(letter: DeadLetter) -> tuple[str, list[str]]:
+    """What the body is, and its lines as shown: JSON indented, text, or base64."""
     body = letter.envelope.body
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
     else:
-        return "JSON", orjson.dumps(parsed, option=orjson.OPT_INDENT_2).decode()
+        return "JSON", [safe_json(orjson.dumps(parsed, option=orjson.OPT_INDENT_2).decode())]
     try:
-        return "text", body.decode("utf-8")
+        return "text", list(safe_lines(body.decode("utf-8")))
     except UnicodeDecodeError:
-        return "binary, shown as base64", letter.envelope.to_dict()["body"]
+        return "binary, shown as base64", [letter.envelope.to_dict()["body"]]
 
 
 def detail(letter: DeadLetter, now: float) -> str:
@@ -104,20 +108,20 @@ def detail(letter: DeadLetter, now: float) -> str:
         ("error", f"{letter.error_type}: {letter.error_message}"),
         ("worker", letter.worker),
     ]
-    out = [f"{name:<10}{value}" for name, value in fields]
-    out += ["", "headers"] + [f"  {k}: {v}" for k, v in sorted(env.headers.items())]
+    out = [f"{name:<10}{safe(str(value))}" for name, value in fields]
+    out += ["", "headers"]
+    out += [f"  {safe(k)}: {safe(v)}" for k, v in sorted(env.headers.items())]
     kind, body = _body(letter)
-    out += ["", f"body ({kind}, {len(env.body)} bytes)", body]
+    out += ["", f"body ({kind}, {len(env.body)} bytes)", *body]
     out += ["", f"attempts ({len(env.attempts)})"]
     for number, attempt in enumerate(env.attempts, 1):
         at = attempt.get("at")
         stamp = when(float(at), now) if isinstance(at, int | float) else "?"
-        out.append(
-            f"  #{number}  {stamp}  {attempt.get('error_type', '?')}: {attempt.get('message', '')}"
-            f"  (worker {attempt.get('worker', '?')}, {attempt.get('seconds', '?')} s)"
-        )
+        error = safe(f"{attempt.get('error_type', '?')}: {attempt.get('message', '')}")
+        worker = safe(f"(worker {attempt.get('worker', '?')}, {attempt.get('seconds', '?')} s)")
+        out.append(f"  #{number}  {stamp}  {error}  {worker}")
         trace = str(attempt.get("traceback") or "").rstrip()
-        out += [f"      {line}" for line in trace.splitlines()]
+        out += [f"      {line}" for line in safe_lines(trace)]
     return "\n".join(out)
 
 
@@ -130,4 +134,4 @@ def describe(selection: Selection) -> str:
     bits += [f"error~{f.error!r}" if f.error else ""]
     bits += [f"since {when(f.since, time.time())}" if f.since is not None else ""]
     bits += [f"until {when(f.until, time.time())}" if f.until is not None else ""]
-    return ", ".join(b for b in bits if b) or "all"
+    return safe(", ".join(b for b in bits if b) or "all")
