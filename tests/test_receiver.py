@@ -331,13 +331,6 @@ class TestExtraction:
         resp = await post_stripe(client, b'{"id": true, "type": "x"}')
         assert resp.status == 400
 
-    async def test_a_key_given_twice_is_read_from_its_first_occurrence(
-        self, client: Client, r: redis.Redis
-    ) -> None:
-        """Where a provider's object repeats a key, the first value is the event's id."""
-        body = b'{"id":"evt_first","type":"x","id":"evt_second"}'
-        assert (await (await post_stripe(client, body)).json()) == {"id": "evt_first"}
-
     async def test_non_ascii_body_is_stored_byte_exact(
         self, client: Client, r: redis.Redis
     ) -> None:

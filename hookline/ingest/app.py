@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
 from hookline.config.settings import Settings
@@ -336,6 +337,19 @@ METRICS = web.AppKey("metrics", ReceiverMetrics)
 READY = web.AppKey("ready", list[bool])
 
 
+def _not_allowed(allowed: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        detail = f"{request.method} is not allowed here; use {allowed}"
+        return _error(405, "method-not-allowed", detail, {"Allow": allowed})
+
+    return handler
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Any path the receiver does not serve: a JSON 404."""
+    return _error(404, "not-found", "no such path; webhooks go to POST /hooks/SOURCE")
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return _json(200, {"status": "alive"})
@@ -404,7 +418,13 @@ def create_app(
 
     app.cleanup_ctx.append(redis_ctx)
     app.on_shutdown.append(not_ready)
-    app.router.add_post("/hooks/{source}", receiver.receive)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    router = app.router
+    router.add_post("/hooks/{source}", receiver.receive)
+    router.add_get("/healthz", healthz)
+    router.add_get("/readyz", readyz)
+    # aiohttp's own 404 and 405 are text/plain: every answer here is JSON. These routes
+    # come last, so they cost nothing to the requests matched above.
+    for path, allowed in (("/hooks/{source}", "POST"), ("/healthz", "GET"), ("/readyz", "GET")):
+        router.add_route("*", path, _not_allowed(allowed))
+    router.add_route("*", "/{path:.*}", not_found)
     return app

@@ -4,7 +4,14 @@ A locator is ``header:<name>`` or ``body:<dotted.path>``. A JSON body is read wi
 simdjson, which parses without building Python objects for what no locator asks for
 (orjson built the whole tree of a typical 1.5 KB event only to read two fields).
 A body simdjson refuses is parsed as before: orjson, or failing that, a form (Slack
-slash commands). Where a key appears twice in one object, simdjson gives the first.
+slash commands).
+
+Where a key appears twice in one JSON object, simdjson reads the first value and orjson
+(a handler's ``event.json()``) the last: the receiver would deduplicate and route by
+one id and type while the handler saw another. So a body that repeats a key on a
+locator's path (the key it reads, in any object it walks through) is refused (400);
+repeats elsewhere in the body do not matter. Bodies simdjson refuses are read by orjson
+on both sides, which agree (the last value).
 """
 
 from __future__ import annotations
@@ -64,10 +71,20 @@ class Locator:
         """The value at this locator's path in a parsed ``body``, or ``None``.
 
         ``body`` is a dict (orjson, forms) or a :class:`simdjson.Object`.
+
+        Raises:
+            ExtractionError: when a simdjson object on the path holds the key twice.
         """
         value = body
         for key in self.path:
-            if type(value) is _LazyObject or isinstance(value, dict):
+            if type(value) is _LazyObject:
+                if sum(1 for name in value if name == key) > 1:  # iterates every key
+                    raise ExtractionError(
+                        f"the body repeats the key {key!r} in one object on the way to "
+                        f"{self.text} (which of its values is meant is unclear); send it once"
+                    )
+                value = value.get(key)
+            elif isinstance(value, dict):
                 value = value.get(key)
             elif (
                 (type(value) is _LazyArray or isinstance(value, list))
@@ -89,13 +106,15 @@ def locators(texts: Sequence[str]) -> tuple[Locator, ...]:
 class RequestFields:
     """Lazily parsed view of a request for locators."""
 
-    __slots__ = ("_body", "_headers", "_lazy", "_parsed")
+    __slots__ = ("_body", "_headers", "_lazy", "_not_json", "_parsed")
 
     def __init__(self, headers: Mapping[str, str], body: bytes) -> None:
         self._headers = headers
         self._body = body
         self._parsed: Any = None
         self._lazy: Any = _UNREAD
+        #: The body turned out to be neither JSON nor a form.
+        self._not_json = False
 
     def body(self) -> Any:
         """The body as JSON, else as a form (first value of each field), else ``{}``."""
@@ -109,6 +128,7 @@ class RequestFields:
                     self._parsed = {k: v[0] for k, v in form.items()}
                 except (UnicodeDecodeError, ValueError):
                     self._parsed = {}
+                    self._not_json = True
         return self._parsed
 
     def _document(self) -> Any:
@@ -152,4 +172,9 @@ class RequestFields:
                     )
                 return value
         looked = ", ".join(map(str, where))
+        if self._not_json and any(locator.header is None for locator in where):
+            raise ExtractionError(
+                f"event {what} not found: the body is not JSON (nor a form), so no body "
+                f"field can be read (looked at {looked})"
+            )
         raise ExtractionError(f"event {what} not found (looked at {looked})")
