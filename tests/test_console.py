@@ -37,7 +37,9 @@ ALL_INTERFACES = "0.0.0.0"  # noqa: S104 -- the address the console must refuse 
 @pytest.fixture
 async def anonymous(redis_url: str) -> AsyncIterator[Client]:
     """A console with the test sources and token, and a client that has not logged in."""
-    settings = make_settings(redis_url, console={"token": TOKEN})
+    # The proxy tests pass the Host a TLS proxy would: console.example.com.
+    hosts = ["127.0.0.1", "localhost", "console.example.com"]
+    settings = make_settings(redis_url, console={"token": TOKEN, "allowed_hosts": hosts})
     client = TestClient(TestServer(create_console_app(settings)))
     await client.start_server()
     yield client
@@ -104,7 +106,7 @@ async def raw_status(client: Client, headers: bytes, path: bytes = b"/") -> int:
     """The status of a GET sent as raw bytes: header values no HTTP client library would send."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
     try:
-        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: console\r\n" + headers)
+        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n" + headers)
         writer.write(b"Connection: close\r\n\r\n")
         status_line = await reader.readline()
     finally:

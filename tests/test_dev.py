@@ -344,7 +344,7 @@ class TestYourFirstProject:
             url = f"redis://:s3cret-pw@127.0.0.1:{server.port}/0"
             shop(tmp_path, f'[redis]\nurl = "{url}"\n{SHOP_CONFIG}')
             with started_dev(tmp_path, "--config", "mine.toml") as dev:
-                assert dev.shown["Redis"] == f"redis://:***@127.0.0.1:{server.port}/0"
+                assert dev.shown["Redis"] == f"redis://***@127.0.0.1:{server.port}/0"
                 assert "(embedded)" not in dev.out.read_text()
                 assert "s3cret-pw" not in dev.out.read_text() + dev.err.read_text()
                 assert dev.config()["redis"] == {"url": url}

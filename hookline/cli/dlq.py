@@ -17,6 +17,7 @@ import click
 import orjson
 import redis
 
+from hookline.cli.audit import audited
 from hookline.cli.dlq_options import (
     config_option,
     filter_options,
@@ -319,7 +320,11 @@ def replay(
         if not job.progress.total:
             click.echo("no dead letters match: nothing to replay")
             return
-        progress = _run(job, "replaying", "replaying")
+        what = f"file {from_file}" if from_file else describe(selection or ops.Selection())
+        with audited(
+            dead_letters, "reinject" if from_file else "replay", what, lambda: job.progress
+        ):
+            progress = _run(job, "replaying", "replaying")
     took = f"in {progress.elapsed:.1f} s ({progress.rate:.1f}/s)"
     if from_file:
         click.echo(
@@ -367,7 +372,8 @@ def purge(
                 "This cannot be undone",
                 abort=True,
             )
-        progress = _run(job, "purging", "removing")
+        with audited(dead_letters, "purge", describe(selection), lambda: job.progress):
+            progress = _run(job, "purging", "removing")
     click.echo(f"removed {_letters(progress.done)}")
     _missing(progress.missing)
     if progress.missing:
@@ -403,7 +409,11 @@ def export(
     if ids and not flt.empty:
         raise click.UsageError("name ids, or give filters, not both")
     selection = ops.Selection(tuple(ids), flt, limit).frozen()
-    with session(config_path) as dead_letters:
+    counts = ops.Progress(total=0, exact=False)
+    with (
+        session(config_path) as dead_letters,
+        audited(dead_letters, "export", describe(selection), lambda: counts),
+    ):
         if output:
             with files.atomic_file(output) as out:
                 written, missing = files.export(dead_letters, selection, out)
@@ -417,6 +427,8 @@ def export(
                 # The reader went away (`| head`): stop quietly, as other Unix tools do.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 sys.exit(1)
+        counts.done, counts.total = written, written + len(missing)
+        counts.missing = missing
     click.echo(f"exported {_letters(written)}" + (f" to {output}" if output else ""), err=True)
     _missing(missing)
     if missing:

@@ -219,6 +219,7 @@ def check(config_path: str | None) -> None:
 
 
 # The larger commands live in modules of their own, registered once the group exists.
+from hookline.cli.audit import audit  # noqa: E402
 from hookline.cli.console import console  # noqa: E402
 from hookline.cli.dev import dev  # noqa: E402
 from hookline.cli.dlq import dlq  # noqa: E402
@@ -227,4 +228,5 @@ from hookline.cli.keygen import keygen  # noqa: E402
 main.add_command(dev)
 main.add_command(console)
 main.add_command(dlq)
+main.add_command(audit)
 main.add_command(keygen)

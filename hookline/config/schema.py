@@ -327,7 +327,20 @@ class ConsoleSettings(Table):
 
     host: Text = Field("127.0.0.1", description="where the console listens")
     port: Port = Field(8081, description="the console's port")
-    token: ConsoleToken | None = Field(None, description="the login token; none: not served")
+    token: ConsoleToken | None = Field(
+        None, description="the login token (24 characters at least); none: not served"
+    )
+    allowed_hosts: StrList = Field(
+        (),
+        description="host names the console answers to (the Host header, without port); "
+        "others get 421. Empty: localhost, 127.0.0.1, ::1 and console.host",
+    )
+    secure_cookies: bool | None = Field(
+        None,
+        description="mark the session cookie Secure; unset: when the request came over "
+        "HTTPS, to the console or through a proxy of server.trusted_proxies that says so "
+        "in X-Forwarded-Proto",
+    )
 
 
 class MetricsSettings(Table):

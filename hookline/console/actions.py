@@ -17,7 +17,17 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from hookline.console.operations import Kind, Operation
-from hookline.console.pages import DLQ, OPERATIONS, filter_fields, read_filter, render, when
+from hookline.console.pages import (
+    DLQ,
+    GUARD,
+    OPERATIONS,
+    filter_fields,
+    read_filter,
+    render,
+    when,
+)
+from hookline.console.security import SESSION
+from hookline.dlq.audit import AuditLog
 from hookline.dlq.ops import Bulk, Selection, count
 from hookline.dlq.search import Filter
 from hookline.errors import ActionError, BusyError, HooklineError
@@ -110,7 +120,8 @@ async def _act(request: web.Request, kind: Kind) -> web.StreamResponse:
     try:
         ops.check_room()
         bulk = await asyncio.to_thread(Bulk, dlq, selection, purge=kind == "purge", rate=rate)
-        op = ops.start(Operation(kind, what, bulk))
+        who = request.app[GUARD].who(request, request[SESSION])
+        op = ops.start(Operation(kind, what, bulk, who=who, audit=AuditLog(dlq.client)))
     except BusyError as exc:
         return render(request, "error.html", status=409, title="Busy", message=str(exc))
     await ops.settle(op, SETTLE)

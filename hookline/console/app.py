@@ -30,6 +30,7 @@ from hookline.console.pages import (
 )
 from hookline.console.security import (
     Guard,
+    allowed_hosts,
     check_startup,
     guard_middleware,
     is_loopback,
@@ -82,8 +83,14 @@ def create_console_app(settings: Settings, redis_url: str | None = None) -> web.
     url = redis_url or settings.redis_url
     if not url:
         raise ConfigError("redis.url: not set; set it in the file or HOOKLINE_REDIS_URL")
-    guard = Guard(token)
-    app = web.Application(middlewares=[guard_middleware(guard), redis_errors])
+    guard = Guard(
+        token,
+        trusted_proxies=settings.server.trusted_proxies,
+        secure_cookies=settings.console.secure_cookies,
+    )
+    app = web.Application(
+        middlewares=[guard_middleware(guard, allowed_hosts(settings)), redis_errors]
+    )
     app[SETTINGS] = settings
     app[GUARD] = guard
     app[TEMPLATES] = pages.templates()

@@ -11,6 +11,7 @@ doubles nothing; starting the same action again continues where it stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import secrets
 import threading
@@ -21,6 +22,7 @@ from typing import Literal
 
 import structlog
 
+from hookline.dlq.audit import AuditEntry, AuditLog
 from hookline.dlq.ops import Bulk, Progress
 from hookline.errors import BusyError
 
@@ -47,11 +49,15 @@ class Operation:
         id: short random id, in the progress page's URL.
         state: ``running``, ``done``, ``stopped`` or ``failed``.
         error: what went wrong, when failed.
+        who: who started it, for the audit log.
+        audit: where its start and end are recorded (none: not recorded).
     """
 
     kind: Kind
     what: str
     bulk: Bulk
+    who: str = ""
+    audit: AuditLog | None = None
     id: str = field(default_factory=lambda: secrets.token_hex(6))
     started: float = field(default_factory=time.time)
     state: str = "running"
@@ -88,10 +94,21 @@ class Operation:
             return None
         return max(0.0, (progress.total - progress.handled) / speed)
 
+    def _record(self, state: str) -> None:
+        if self.audit is None:
+            return
+        progress = self.progress
+        counts = {"total": progress.total, "done": progress.done, "gone": progress.gone}
+        counts["missing"] = len(progress.missing)
+        self.audit.record(
+            AuditEntry(self.kind, self.who, "console", self.what, state, counts, self.id)
+        )
+
     async def run(self, executor: ThreadPoolExecutor) -> None:
         """Do the work in a thread of ``executor`` until it is done, stopped or fails."""
         loop = asyncio.get_running_loop()
         try:
+            await loop.run_in_executor(executor, self._record, "started")
             work = functools.partial(self.bulk.run, should_stop=self.stop.is_set)
             progress = await loop.run_in_executor(executor, work)
             self.state = "stopped" if progress.interrupted else "done"
@@ -99,6 +116,8 @@ class Operation:
             self.state = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
+            with contextlib.suppress(Exception):  # Redis may be what failed
+                await loop.run_in_executor(executor, self._record, self.state)
             log.info(
                 "console operation finished",
                 operation=self.id,

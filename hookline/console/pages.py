@@ -17,18 +17,22 @@ from typing import Any
 
 import jinja2
 import orjson
+import structlog
 from aiohttp import web
 from yarl import URL
 
 from hookline.config.settings import Settings
 from hookline.console.operations import Operations
 from hookline.console.security import COOKIE, SESSION, SESSION_SECONDS, Guard
+from hookline.dlq.audit import AuditLog
 from hookline.dlq.format import age
 from hookline.dlq.ops import Selection, Stats, count, make_filter, stats
 from hookline.dlq.search import Cursor, Filter, Page, Search
 from hookline.dlq.store import DeadLetter, DeadLetters
 from hookline.errors import DeadLetterError, HooklineError
 from hookline.redis import keys
+
+log = structlog.get_logger("hookline.console")
 
 SETTINGS = web.AppKey("settings", Settings)
 GUARD = web.AppKey("guard", Guard)
@@ -42,6 +46,8 @@ QUEUES = web.AppKey("queues", list[str])
 PAGE_SIZE = 50
 #: Entries passed over at most to fill one page (a rare match then gives a short page).
 PAGE_BUDGET = 5000
+#: Audit log entries the overview shows (console and command line alike).
+AUDIT_SHOWN = 20
 #: Largest body shown whole on an entry's page, in bytes.
 BODY_LIMIT = 256 * 1024
 #: The filter fields of forms and queries.
@@ -80,7 +86,13 @@ def templates() -> jinja2.Environment:
     return env
 
 
-def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+def render(
+    request: web.Request,
+    name: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> web.Response:
     """Render template ``name`` with the session's CSRF token and ``context``."""
     session = request.get(SESSION)
     html = (
@@ -93,7 +105,7 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
             **context,
         )
     )
-    return web.Response(text=html, status=status, content_type="text/html")
+    return web.Response(text=html, status=status, content_type="text/html", headers=headers)
 
 
 def safe_next(target: str) -> str:
@@ -126,7 +138,18 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     given, target = form.get("token"), safe_next(str(form.get("next", "/")))
     guard = request.app[GUARD]
+    if not guard.may_log_in(request):
+        log.warning("console login refused: too many attempts", client=guard.client(request))
+        return render(
+            request,
+            "error.html",
+            status=429,
+            title="Too many login attempts",
+            message="Too many login attempts from here, or in all; wait a minute and try again.",
+            headers={"Retry-After": "60"},
+        )
     if not isinstance(given, str) or not guard.token_ok(given):
+        log.warning("console login failed", client=guard.client(request))
         await asyncio.sleep(_LOGIN_FAILURE_DELAY)
         return render(request, "login.html", status=401, next=target, failed=True)
     raise _logged_in(request, target)
@@ -135,14 +158,15 @@ async def login(request: web.Request) -> web.StreamResponse:
 def _logged_in(request: web.Request, target: str) -> web.HTTPSeeOther:
     """The redirect to ``target`` that sets a fresh session cookie."""
     response = web.HTTPSeeOther(target)
+    guard = request.app[GUARD]
     response.set_cookie(
         COOKIE,
-        request.app[GUARD].new_cookie(),
+        guard.new_cookie(),
         max_age=int(SESSION_SECONDS),
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=guard.secure(request),
     )
     return response
 
@@ -181,12 +205,14 @@ async def overview_page(request: web.Request) -> web.Response:
     for key, n in data.dead.by_type.items():
         source, _, event_type = key.partition("/")
         by_type.append((source, event_type, n))
+    audit = await asyncio.to_thread(AuditLog(app[DLQ].client).recent, AUDIT_SHOWN)
     return render(
         request,
         "overview.html",
         o=data,
         by_type=by_type,
         operations=app[OPERATIONS].recent()[:10],
+        audit=audit,
     )
 
 

@@ -11,6 +11,12 @@ can make one; the console takes each nonce once, and none older than a session.
 
 Actions are POSTs that must come from the console's own pages: a CSRF token bound to
 the session in a hidden field, and an Origin (or Referer) naming the console itself.
+
+Every request must name an allowed host (``console.allowed_hosts``, loopback names by
+default): a page reached by DNS rebinding (an attacker's name resolving to 127.0.0.1)
+carries the attacker's name and is refused before the login form. Logins are limited
+per client address and in all (a moving window, the ``limits`` library), so parallel
+guesses are as slow as serial ones; the token must be long enough not to be guessed.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import hmac
 import ipaddress
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from limits import parse, storage, strategies
 from yarl import URL
 
 from hookline.config.settings import Settings
 from hookline.errors import ConfigError
+from hookline.ingest.addresses import UNKNOWN, AddressSet, forwarded_client
 
 #: Name of the session cookie.
 COOKIE = "hookline_console"
@@ -37,6 +46,13 @@ SESSION_SECONDS = 12 * 3600.0
 LINK_SECONDS = SESSION_SECONDS
 #: Seconds a link's issue time may lie ahead of the console's clock.
 LINK_CLOCK_SKEW = 60.0
+#: Shortest token the console starts with: ``secrets.token_urlsafe(18)`` is 24 characters.
+MIN_TOKEN_LENGTH = 24
+#: Login attempts one client address may make, and all addresses together.
+LOGINS_PER_ADDRESS = parse("10/minute")
+LOGINS_IN_ALL = parse("60/minute")
+#: Host names every console answers to (with any port).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 #: Headers sent with every response: no framing, no caching, no script at all.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -69,15 +85,36 @@ def check_startup(settings: Settings, host: str) -> str:
             on a public address and on loopback alike).
     """
     token = settings.console.token
+    make_one = (
+        "`export HOOKLINE_CONSOLE_TOKEN=$(python3 -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))')` or `token = ...` under [console] in the "
+        "configuration"
+    )
     if token is None or not token.reveal().strip():
         where = "" if is_loopback(host) else f" and it would listen on {host}, beyond this machine"
         raise ConfigError(
             f"console.token is not set{where}: every console request needs it. Set one with "
-            "`export HOOKLINE_CONSOLE_TOKEN=$(python3 -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))')` or `token = ...` under [console] in the "
-            "configuration"
+            + make_one
+        )
+    length = len(token.reveal().strip())
+    if length < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"console.token is too short ({length} characters, at least {MIN_TOKEN_LENGTH}): "
+            f"it is all that stands between the network and the dead letters. Set a new one "
+            f"with {make_one}"
         )
     return token.reveal()
+
+
+def allowed_hosts(settings: Settings) -> frozenset[str]:
+    """The host names the console answers to: ``console.allowed_hosts``, else the
+    loopback names and the address it listens on (unless that is a wildcard)."""
+    console = settings.console
+    if console.allowed_hosts:
+        return frozenset(host.lower().strip("[]") for host in console.allowed_hosts)
+    listen = console.host.strip("[]").lower()
+    extra = () if listen in ("0.0.0.0", "::", "") else (listen,)  # noqa: S104 -- compared, not bound
+    return frozenset((*LOOPBACK_HOSTS, *extra))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +156,56 @@ def _signed_parts(value: str) -> tuple[str, str, str] | None:
 
 
 class Guard:
-    """Checks tokens, issues and reads session cookies, and derives CSRF tokens."""
+    """Checks tokens, issues and reads session cookies, derives CSRF tokens, and knows the
+    client: its address (through ``server.trusted_proxies``), whether it came over HTTPS
+    and whether it may try to log in now."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(
+        self,
+        token: str,
+        *,
+        trusted_proxies: Iterable[str] = (),
+        secure_cookies: bool | None = None,
+    ) -> None:
         self._token = token.encode()
         self._key = secrets.token_bytes(32)
         #: Nonces of the login links used already (only who holds the token makes one).
         self._used_links: set[str] = set()
+        self._proxies = AddressSet(trusted_proxies)
+        self._secure_cookies = secure_cookies
+        self._logins = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+
+    def client(self, request: web.Request) -> str:
+        """The client's address: the peer, or behind a trusted proxy its X-Forwarded-For."""
+        forwarded = request.headers.getall("X-Forwarded-For", ())
+        return forwarded_client(request.remote or UNKNOWN, forwarded, self._proxies)
+
+    def secure(self, request: web.Request) -> bool:
+        """Whether the session cookie gets ``Secure``: ``console.secure_cookies`` if set,
+        else when the request came over TLS, to the console or to a trusted proxy that
+        says so in ``X-Forwarded-Proto``."""
+        if self._secure_cookies is not None:
+            return self._secure_cookies
+        if request.secure:
+            return True
+        proto = request.headers.get("X-Forwarded-Proto", "")
+        peer = request.remote or UNKNOWN
+        return peer in self._proxies and proto.split(",")[-1].strip().lower() == "https"
+
+    def may_log_in(self, request: web.Request) -> bool:
+        """Take one login attempt for the client; ``False`` when it, or everyone, has used
+        up the attempts of the last minute (the token is then not even checked)."""
+        client = self.client(request)
+        if not self._logins.test(LOGINS_PER_ADDRESS, "address", client):
+            return False
+        if not self._logins.hit(LOGINS_IN_ALL, "all"):
+            return False
+        return self._logins.hit(LOGINS_PER_ADDRESS, "address", client)
+
+    def who(self, request: web.Request, session: Session) -> str:
+        """How the audit log names the caller: the session (or bearer token) and address."""
+        what = f"console session {session.nonce[:8]}" if session.by_cookie else "console token"
+        return f"{what} from {self.client(request)}"
 
     def token_ok(self, given: str) -> bool:
         """Whether ``given`` is the configured token (constant time)."""
@@ -211,11 +291,24 @@ def _wants_html(request: web.Request) -> bool:
 SESSION = web.RequestKey("session", Session)
 
 
-def guard_middleware(guard: Guard) -> Middleware:
-    """A middleware that lets through only authenticated, same-origin requests."""
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port, lower-cased (``[::1]:8081`` → ``::1``)."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0].lower()
+    return host.rpartition(":")[0].lower() if host.count(":") == 1 else host.lower()
+
+
+def guard_middleware(guard: Guard, hosts: frozenset[str]) -> Middleware:
+    """A middleware that lets through only requests naming an allowed host, then only
+    authenticated, same-origin ones (the login form and stylesheet excepted)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if _host_name(request.headers.get("Host", "")) not in hosts:
+            raise web.HTTPMisdirectedRequest(
+                text="this console does not answer to that host name; "
+                "list it in console.allowed_hosts"
+            )
         if request.path == "/login" or request.path.startswith("/static/"):
             if request.method == "POST" and not same_origin(request):
                 raise web.HTTPForbidden(text="cross-site request refused")

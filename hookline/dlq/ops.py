@@ -29,6 +29,8 @@ MAX_STEP = 200
 PACE_TICK = 0.2
 # A bare number at least this large is a unix time rather than a duration in seconds.
 _TIMESTAMP_FLOOR = 1e9
+#: The latest time a filter may name: the end of year 9999, the last a date shows.
+MAX_TIME = 253_402_300_799.0
 
 StopCheck = Callable[[], bool]
 
@@ -37,24 +39,32 @@ def parse_when(text: str, now: float) -> float:
     """A point in time: ``2h`` (that long ago), an ISO date/time (UTC unless given), unix time.
 
     Raises:
-        FilterError: when ``text`` is none of those.
+        FilterError: when ``text`` is none of those, or names a time before 1970 or after
+            9999 (``1e300``, ``inf``, ``nan``, ``999999999d``): nothing died then, and such
+            a time cannot be shown.
     """
     text = text.strip()
+    found: float | None = None
     with contextlib.suppress(ValueError):
         if float(text) >= _TIMESTAMP_FLOOR:
-            return float(text)
-    with contextlib.suppress(ValueError):
-        return now - parse_duration(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise FilterError(
-            f"{text!r} is not a time: use a duration such as 30m, 2h or 3d, "
-            "a date such as 2024-05-01T10:00 (UTC unless an offset is given), or unix time"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+            found = float(text)
+    if found is None:
+        with contextlib.suppress(ValueError):
+            found = now - parse_duration(text)
+    if found is None:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise FilterError(
+                f"{text!r} is not a time: use a duration such as 30m, 2h or 3d, "
+                "a date such as 2024-05-01T10:00 (UTC unless an offset is given), or unix time"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        found = moment.timestamp()
+    if not 0 <= found <= MAX_TIME:  # also false for nan
+        raise FilterError(f"{text[:40]!r} is out of range: name a time between 1970 and 9999")
+    return found
 
 
 def make_filter(

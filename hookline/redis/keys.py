@@ -125,6 +125,11 @@ def dlq_counts(dimension: str) -> str:
     return f"{PREFIX}:dlq:count:{dimension}"
 
 
+def audit() -> str:
+    """Stream of the audit log: who replayed, purged or exported dead letters, and when."""
+    return f"{PREFIX}:audit"
+
+
 def broken_jobs() -> str:
     """List of ids of jobs whose data is not hookline's, set aside for inspection."""
     return f"{PREFIX}:broken-jobs"
