@@ -23,6 +23,7 @@ from aiohttp import web
 
 from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, Settings
 from hookline.ingest.app import create_app
+from hookline.logs import LogLine
 from hookline.redis.embedded import free_port
 
 #: The installed ``hookline`` console script of the interpreter running the tests.
@@ -32,9 +33,12 @@ HOOKLINE = str(Path(sys.executable).with_name("hookline"))
 class ThreadedReceiver:
     """The receiver for ``settings`` on a free loopback port, served by a background thread."""
 
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(
+        self, settings: Settings, redis_url: str, *, access_log: LogLine | None = None
+    ) -> None:
         self._settings = settings
         self._redis_url = redis_url
+        self._access_log = access_log
         self._thread = threading.Thread(target=self._run, name="threaded-receiver", daemon=True)
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -46,7 +50,8 @@ class ThreadedReceiver:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        runner = web.AppRunner(create_app(self._settings, self._redis_url), access_log=None)
+        app = create_app(self._settings, self._redis_url, access_log=self._access_log)
+        runner = web.AppRunner(app, access_log=None)
         try:
             self._stopping = asyncio.Event()
             loop.run_until_complete(runner.setup())
