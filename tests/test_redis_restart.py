@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from hookline.envelope import Envelope
 from hookline.redis.commit import AsyncEnqueuer, Outcome, Pending
 from hookline.redis.connection import async_client
 from hookline.redis.embedded import EmbeddedRedis
 from tests.cluster import SECRET, SIGNATURE_HEADER, Receiver, _toml_table
 from tests.helpers import queued_envelopes
 from tests.load import body_for, deliver
+from tests.worker_support import envelope
 
 
 def _config(path: Path, redis_url: str) -> Path:
@@ -117,16 +117,7 @@ async def lossy(redis_server: EmbeddedRedis, redis_url: str) -> AsyncIterator[_D
 
 
 def _pending(event_id: str, dedupe_ttl: float) -> Pending:
-    envelope = Envelope(
-        source="s",
-        id=event_id,
-        type="t",
-        received_at=time.time(),
-        headers={},
-        body=b"{}",
-        queue="hookline",
-    )
-    return Pending(envelope, dedupe_ttl)
+    return Pending(envelope(event_id), dedupe_ttl)
 
 
 class TestLostReply:

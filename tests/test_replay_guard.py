@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -11,7 +10,6 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import generate_latest
 
 from hookline.config.settings import parse_settings
-from hookline.envelope import Envelope
 from hookline.errors import ConfigError
 from hookline.ingest.app import METRICS
 from hookline.ingest.extract import locators
@@ -21,6 +19,7 @@ from hookline.redis import keys
 from hookline.redis.commit import Enqueuer, Outcome, Pending
 from tests.conftest import GITHUB_SECRET, SHOPIFY_SECRET, SOURCES, ClientFactory, make_settings
 from tests.helpers import queued_envelopes, signed
+from tests.worker_support import envelope
 
 Client = TestClient[Any, Any]
 
@@ -127,16 +126,7 @@ class TestReplayGuard:
 
 
 def _pending(event_id: str, body: bytes, replay: str) -> Pending:
-    envelope = Envelope(
-        source="gh",
-        id=event_id,
-        type="push",
-        received_at=time.time(),
-        headers={},
-        body=body,
-        queue="hookline",
-    )
-    return Pending(envelope, 60, 0, replay)
+    return Pending(envelope(event_id, source="gh", body=body.decode()), 60, 0, replay)
 
 
 class TestCommitScript:

@@ -142,16 +142,24 @@ class TestSlowClients:
         assert queued == sorted(f"evt_prompt_{n}" for n in range(10))
         assert receiver.alive()
 
-    def test_body_slower_than_the_minimum_rate_is_cut_off_early(
-        self, redis_url: str, tmp_path: Path
+    @pytest.mark.parametrize(
+        ("server", "every"),
+        [
+            ({"body_timeout": 1}, 0.2),  # within the rate, past the body timeout
+            ({"body_timeout": 30, "min_body_rate": 100}, 0.1),  # 10 bytes a second: too slow
+        ],
+        ids=["body-timeout", "min-body-rate"],
+    )
+    def test_trickled_body_is_cut_off_with_408_near_one_second(
+        self, redis_url: str, tmp_path: Path, server: dict[str, float], every: float
     ) -> None:
-        """A body trickling in slower than server.min_body_rate is answered 408 soon after
-        its first second, long before server.body_timeout."""
-        config = write_pipeline_config(
-            tmp_path / "hookline.toml", redis_url, server={"body_timeout": 30, "min_body_rate": 100}
-        )
+        """A body still trickling in when server.body_timeout passes, or arriving slower
+        than server.min_body_rate after its first second, is answered 408 near that second
+        (not after a 30 s body timeout); the connection is freed and the receiver keeps
+        accepting events."""
+        config = write_pipeline_config(tmp_path / "hookline.toml", redis_url, server=server)
         with Receiver(config, tmp_path / "serve.log") as receiver:
-            slow = SlowClients(receiver.port, 8, every=0.1)  # 10 bytes a second
+            slow = SlowClients(receiver.port, 8, every=every)
             try:
                 started = time.monotonic()
                 statuses = [_status_within(conn, 5.0) for conn in list(slow.tricklers)]
@@ -159,8 +167,26 @@ class TestSlowClients:
             finally:
                 slow.close()
             assert statuses == [408] * 4
-            assert elapsed < 3.0, "cut off by the rate near 1 s, not by the 30 s body timeout"
+            assert elapsed < 3.0, "cut off near 1 s, not later"
             assert deliver(receiver.url(), body_for("evt_after_trickle")) == 202
+
+    def test_stalled_headers_are_cut_off_after_the_keepalive_timeout(
+        self, redis_url: str, tmp_path: Path
+    ) -> None:
+        """A connection that stops sending in the middle of its headers is closed once
+        server.keepalive_timeout has passed since it opened, and not before."""
+        config = write_pipeline_config(
+            tmp_path / "hookline.toml", redis_url, server={"keepalive_timeout": 1.5}
+        )
+        with Receiver(config, tmp_path / "serve.log") as receiver:
+            slow = SlowClients(receiver.port, 2, every=3600)
+            try:
+                early = _ended_within(slow.stalled[0], 0.5)
+                closed = _ended_within(slow.stalled[0], 3.0)
+            finally:
+                slow.close()
+        assert not early, "the stalled connection was closed before the keepalive timeout"
+        assert closed, "the stalled connection was still open 3.5 s after it stalled"
 
 
 #: A GitHub-sized body limit, as the compose configuration sets it.
@@ -232,41 +258,3 @@ class TestBodyBudget:
                 assert _status_within(again, 5.0) == 202
             finally:
                 again.close()
-
-    def test_trickled_body_is_cut_off_with_408_after_the_body_timeout(
-        self, redis_url: str, tmp_path: Path
-    ) -> None:
-        """A body still trickling in when server.body_timeout passes is answered 408, the
-        connection is freed, and the receiver keeps accepting events."""
-        config = write_pipeline_config(
-            tmp_path / "hookline.toml", redis_url, server={"body_timeout": 1}
-        )
-        with Receiver(config, tmp_path / "serve.log") as receiver:
-            slow = SlowClients(receiver.port, 8)
-            try:
-                started = time.monotonic()
-                statuses = [_status_within(conn, 5.0) for conn in list(slow.tricklers)]
-                elapsed = time.monotonic() - started
-            finally:
-                slow.close()
-            assert statuses == [408] * 4
-            assert elapsed < 3.0, "cut off near the 1 s body timeout, not later"
-            assert deliver(receiver.url(), body_for("evt_after_trickle")) == 202
-
-    def test_stalled_headers_are_cut_off_after_the_keepalive_timeout(
-        self, redis_url: str, tmp_path: Path
-    ) -> None:
-        """A connection that stops sending in the middle of its headers is closed once
-        server.keepalive_timeout has passed since it opened, and not before."""
-        config = write_pipeline_config(
-            tmp_path / "hookline.toml", redis_url, server={"keepalive_timeout": 1.5}
-        )
-        with Receiver(config, tmp_path / "serve.log") as receiver:
-            slow = SlowClients(receiver.port, 2, every=3600)
-            try:
-                early = _ended_within(slow.stalled[0], 0.5)
-                closed = _ended_within(slow.stalled[0], 3.0)
-            finally:
-                slow.close()
-        assert not early, "the stalled connection was closed before the keepalive timeout"
-        assert closed, "the stalled connection was still open 3.5 s after it stalled"

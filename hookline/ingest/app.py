@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -27,7 +26,7 @@ from hookline.errors import (
     VerificationError,
 )
 from hookline.ingest.addresses import client_address
-from hookline.ingest.budget import BodyBudget, BodyReservation
+from hookline.ingest.budget import BodyBudget, read_body
 from hookline.ingest.commit import GroupCommitter
 from hookline.ingest.extract import RequestFields
 from hookline.ingest.metrics import UNKNOWN_SOURCE, ReceiverMetrics
@@ -54,51 +53,6 @@ def _error(
     status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     return _json(status, {"error": error, "detail": detail}, headers)
-
-
-#: Seconds a body may take before :data:`server.min_body_rate` applies: a client gets
-#: this long to start, and each byte it sends buys it ``1 / min_body_rate`` more.
-BODY_GRACE = 1.0
-
-
-async def _read_body(
-    request: web.Request, limit: int, held: BodyReservation, within: float, min_rate: int
-) -> bytes:
-    """Read at most ``limit`` bytes, each reserved in ``held`` as it arrives.
-
-    A declared length is checked against ``limit`` but never reserved ahead: only bytes
-    received count. Stops reading as soon as the body is larger than ``limit``, the
-    budget (or the client's share of it) cannot take it, ``within`` seconds have passed, or the
-    body arrives slower than ``min_rate`` bytes a second after :data:`BODY_GRACE`.
-
-    Raises:
-        BodyTooLargeError, BodyBudgetError, TimeoutError.
-    """
-    length = request.content_length
-    if length is not None and length > limit:
-        raise BodyTooLargeError
-    content = request.content
-    if length is not None and content.is_eof():  # the usual webhook: it came with the headers
-        body = content.read_nowait()
-        if refused := held.take(len(body)):
-            raise BodyBudgetError(refused)
-        return body
-    chunks: list[bytes] = []
-    size = 0
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    cap = started + within
-    async with asyncio.timeout_at(min(cap, started + BODY_GRACE)) as deadline:
-        async for chunk in content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLargeError
-            if refused := held.take(len(chunk)):
-                raise BodyBudgetError(refused)
-            chunks.append(chunk)
-            # The body must keep up with min_rate on average since it started.
-            deadline.reschedule(min(cap, started + BODY_GRACE + size / min_rate))
-    return b"".join(chunks)
 
 
 class Receiver:
@@ -167,7 +121,7 @@ class Receiver:
         # The body counts against the budget until the request is answered.
         with self.budget.hold(client) as held:
             try:
-                body = await _read_body(
+                body = await read_body(
                     request, source.settings.max_body, held, self.body_timeout, self.min_body_rate
                 )
             except TimeoutError:  # a client trickling its body must not hold the request

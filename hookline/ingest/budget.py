@@ -11,13 +11,18 @@ that declares 25 MiB and sends nothing holds nothing, so idle connections cannot
 the budget from the requests that do send. And the bodies from one client address may
 hold only its share (``server.max_buffered_per_client``), so a few addresses sending
 large bodies slowly cannot take it either; a body that arrives too slowly is cut off
-(``server.min_body_rate``, in :mod:`hookline.ingest.app`). The accounting is a few
+(``server.min_body_rate``, :func:`read_body`). The accounting is a few
 additions per chunk and one dictionary entry per client address with a body in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
+
+from aiohttp import web
+
+from hookline.errors import BodyBudgetError, BodyTooLargeError
 
 #: Why :meth:`BodyReservation.take` refused: the whole budget is taken.
 FULL = "over-budget"
@@ -89,3 +94,48 @@ class BodyReservation:
         else:
             del budget.clients[self.client]
         self.held = 0
+
+
+#: Seconds a body may take before ``server.min_body_rate`` applies: a client gets
+#: this long to start, and each byte it sends buys it ``1 / min_body_rate`` more.
+BODY_GRACE = 1.0
+
+
+async def read_body(
+    request: web.Request, limit: int, held: BodyReservation, within: float, min_rate: int
+) -> bytes:
+    """Read at most ``limit`` bytes, each reserved in ``held`` as it arrives.
+
+    A declared length is checked against ``limit`` but never reserved ahead: only bytes
+    received count. Stops reading as soon as the body is larger than ``limit``, the
+    budget (or the client's share of it) cannot take it, ``within`` seconds have passed, or the
+    body arrives slower than ``min_rate`` bytes a second after :data:`BODY_GRACE`.
+
+    Raises:
+        BodyTooLargeError, BodyBudgetError, TimeoutError.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLargeError
+    content = request.content
+    if length is not None and content.is_eof():  # the usual webhook: it came with the headers
+        body = content.read_nowait()
+        if refused := held.take(len(body)):
+            raise BodyBudgetError(refused)
+        return body
+    chunks: list[bytes] = []
+    size = 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    cap = started + within
+    async with asyncio.timeout_at(min(cap, started + BODY_GRACE)) as deadline:
+        async for chunk in content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLargeError
+            if refused := held.take(len(chunk)):
+                raise BodyBudgetError(refused)
+            chunks.append(chunk)
+            # The body must keep up with min_rate on average since it started.
+            deadline.reschedule(min(cap, started + BODY_GRACE + size / min_rate))
+    return b"".join(chunks)
