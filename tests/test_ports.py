@@ -36,9 +36,8 @@ class TestPortInUse:
             config = tmp_path / "c.toml"
             config.write_text(f'[redis]\nurl = "{redis_url}"\n{SOURCE}{chosen}')
             args = ["--port", str(port)] if flag else []
-            done = run(
-                command, "--config", str(config), *args, env={"HOOKLINE_CONSOLE_TOKEN": "t0ken"}
-            )
+            token = {"HOOKLINE_CONSOLE_TOKEN": "t0ken-long-enough-for-the-console"}
+            done = run(command, "--config", str(config), *args, env=token)
         assert one_error_line(done) == in_use(port, "--port" if flag else key)
 
     def test_receiver_metrics_is_not_blamed_on_the_receiver_port(

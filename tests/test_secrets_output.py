@@ -150,6 +150,6 @@ class TestPasswordNeverShown:
             assert outputs["check"][0] == 0, outputs["check"][1]
             assert "Redis at redis://***@127.0.0.1" in outputs["check"][1]
             assert outputs["dlq stats"] == (0, "the dead-letter queue is empty\n")
-            assert "hookline dev: Redis at redis://***@127.0.0.1" in outputs["dev"][1]
+            assert "redis://***@127.0.0.1" in outputs["dev"][1]
             assert "http://***@127.0.0.1" in outputs["send (encoded receiver URL)"][1]
             assert "http://***@127.0.0.1" in outputs["send (raw receiver URL)"][1]
