@@ -22,7 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "load": "bench.load",
     "peers": "bench.peers",
     "providers": "bench.providers",
-    "memory": "bench.memory",
+    "sizing": "bench.sizing",
 }
 
 Main = Callable[[Sequence[str]], int]

@@ -15,7 +15,7 @@ from pathlib import Path
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _process(pid: int) -> float:
+def process_seconds(pid: int) -> float:
     """CPU seconds (user + system, all threads) used so far by process ``pid``."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
@@ -73,8 +73,8 @@ class CpuMeter:
 
     def stop(self, seconds: float, requests: int) -> CpuShare:
         """Shares over the ``seconds`` since :func:`start`, given the requests answered."""
-        server = sum(_process(pid) for pid in self.server_pids) - self.server
-        redis = sum(_process(pid) for pid in self.redis_pids) - self.redis
+        server = sum(process_seconds(pid) for pid in self.server_pids) - self.server
+        redis = sum(process_seconds(pid) for pid in self.redis_pids) - self.redis
         wrk = _children() - self.children
         machine = _machine() - self.machine
         return CpuShare(
@@ -97,8 +97,8 @@ def start(server_pid: int, *redis_pids: int) -> CpuMeter | None:
         return CpuMeter(
             server_pids,
             redis_pids,
-            sum(_process(pid) for pid in server_pids),
-            sum(_process(pid) for pid in redis_pids),
+            sum(process_seconds(pid) for pid in server_pids),
+            sum(process_seconds(pid) for pid in redis_pids),
             _children(),
             _machine(),
         )

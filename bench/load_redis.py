@@ -51,7 +51,7 @@ def _wait_rewrite(client: redis.Redis) -> None:
 
 def reset(client: redis.Redis, source: str) -> None:
     """Delete ``source``'s dedupe and done markers, then rewrite the AOF and wait for it."""
-    for pattern in (keys.seen(source, "*"), keys.done(source, "*")):
+    for pattern in (keys.marks(source) + "*", keys.done(source, "*")):
         batch: list[bytes] = []
         for key in client.scan_iter(match=pattern, count=_CHUNK):
             batch.append(key)

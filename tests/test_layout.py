@@ -193,7 +193,7 @@ class TestKeyPrefixes:
             "redis.call('HGET', 'rq:job:' .. id, 'data')",
             "redis.call('SADD', 'rq:queues', qkey)",
             "redis.call('INCR', 'hookline:dlq:replays')",
-            'f"{keys.PREFIX}:seen:{source}"',
+            'f"{keys.PREFIX}:marks:{source}"',
         ]
         missed = [
             "'hookline: replay of dead letter ' .. id",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from hookline.ingest.schemes import SCHEME_NAMES, get_scheme
 from hookline.ingest.sources import replay_guard_default
 from hookline.redis import keys
 from hookline.redis.commit import Enqueuer, Outcome, Pending
+from hookline.redis.marks import MarkState, count_states, mark_state, replay_state
 from tests.conftest import GITHUB_SECRET, SHOPIFY_SECRET, SOURCES, ClientFactory, make_settings
 from tests.helpers import queued_envelopes, signed
 from tests.worker_support import envelope
@@ -56,19 +58,21 @@ class TestReplayGuard:
         text = generate_latest(client.app[METRICS].registry).decode()
         assert 'hookline_replays_total{source="github"} 3.0' in text
 
-    async def test_the_marker_lives_as_long_as_the_dedupe_window(
+    async def test_the_mark_lives_as_long_as_the_events(
         self, redis_url: str, client_for: ClientFactory, r: redis.Redis
     ) -> None:
-        """The replay marker is written with the job and the dedupe marker, with the dedupe
-        window as its time to live; a different body is a new event."""
+        """The replay mark is written with the job and the event's own mark, in the same
+        bucket (so kept as long); a different body is a new event."""
         client = await client_for(_settings(redis_url, dedupe_window=120), redis_url)
         body = b'{"n": 1}'
         assert (
             await client.post("/hooks/github", data=body, headers=_github(body, "a"))
         ).status == 202
-        [replay_key] = r.keys(keys.replay("github", "*"))
-        assert 110_000 < r.pttl(replay_key) <= 120_000
-        assert r.get(replay_key) == r.get(keys.seen("github", "a"))  # both name the job
+        fingerprint = hashlib.sha256(body).digest()
+        assert replay_state(r, "github", fingerprint, 120) == MarkState.SEEN
+        assert mark_state(r, "github", "a", 120) == MarkState.SEEN
+        [bucket] = list(r.scan_iter(match=keys.marks("github") + ":*"))
+        assert r.hlen(bucket) == 2
         other = b'{"n": 2}'
         assert (
             await client.post("/hooks/github", data=other, headers=_github(other, "b"))
@@ -101,7 +105,7 @@ class TestReplayGuard:
             resp = await client.post("/hooks/github", data=body, headers=_github(body, f"p-{n}"))
             assert resp.status == 202
         assert len(queued_envelopes(r)) == 3
-        assert r.keys(keys.replay("github", "*")) == []
+        assert count_states(r, "github") == {MarkState.SEEN: 3, MarkState.DONE: 0}
 
     def test_defaults_over_every_registered_scheme(self) -> None:
         """Unset, the guard is on exactly where the scheme signs the body but not the place
@@ -125,7 +129,7 @@ class TestReplayGuard:
         assert parse_settings({"sources": {"gh": source}}, {}).sources["gh"].replay_guard is None
 
 
-def _pending(event_id: str, body: bytes, replay: str) -> Pending:
+def _pending(event_id: str, body: bytes, replay: bytes) -> Pending:
     return Pending(envelope(event_id, source="gh", body=body.decode()), 60, 0, replay)
 
 
@@ -136,14 +140,14 @@ class TestCommitScript:
         """Within one batch, a second event with the same replay key is a replay; a guarded
         and an unguarded event of the same queue both commit; a replay writes nothing."""
         enqueuer = Enqueuer(r)
-        key = keys.replay("gh", "f" * 64)
+        key = b"\xf0" * 32
         batch = [
             _pending("a", b"x", key),
             _pending("b", b"x", key),
-            _pending("c", b"y", ""),
+            _pending("c", b"y", b""),
         ]
         assert enqueuer.commit(batch) == [Outcome.ENQUEUED, Outcome.REPLAY, Outcome.ENQUEUED]
-        assert not r.exists(keys.seen("gh", "b"))
+        assert mark_state(r, "gh", "b", 60) == MarkState.UNSEEN
         before = r.dbsize()
         assert enqueuer.commit([_pending("d", b"x", key)]) == [Outcome.REPLAY]
         assert r.dbsize() == before

@@ -35,7 +35,6 @@ from hookline.ingest.schemes import Answer
 from hookline.ingest.sources import PreparedSource, prepare_source
 from hookline.ingest.tokens import TokenLedger
 from hookline.logs import LogLine, RateLimited, structlog_lines
-from hookline.redis import keys
 from hookline.redis.commit import Outcome, Pending
 from hookline.redis.connection import async_client
 
@@ -265,7 +264,7 @@ def _event(
         body=body,
         queue=source.settings.queue,
     )
-    replay = ""
+    replay = b""
     if source.replay_guard:
         # What the signature covers: the body, and the URL for schemes that sign it (a
         # digest of it, not the signature itself: an ECDSA signature has a second valid
@@ -273,7 +272,7 @@ def _event(
         signed = hashlib.sha256(body)
         if url:
             signed.update(b"\x00" + url.encode("utf-8", "surrogateescape"))
-        replay = keys.replay(source.settings.name, signed.hexdigest())
+        replay = signed.digest()
     try:
         # Serialised here, so that an envelope that cannot be stored fails this request
         # alone, not every event committed in the same batch.

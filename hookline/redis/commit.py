@@ -26,6 +26,7 @@ from hookline.envelope import Envelope
 from hookline.errors import ReplicationError
 from hookline.redis import keys
 from hookline.redis.jobs import JOB_FUNC, JOB_TIMEOUT, rq_timestamp
+from hookline.redis.marks import digest, fingerprint_mark, marks_window
 from hookline.redis.scripts import load_script
 
 
@@ -41,9 +42,9 @@ class Outcome(enum.IntEnum):
 
 
 class Pending:
-    """One event to commit: its envelope, how long its dedupe marker lives (0: no dedupe),
-    the queue depth at which it is refused (0: none) and its replay marker's key, if the
-    source guards against replays (the marker lives as long as the dedupe marker).
+    """One event to commit: its envelope, its dedupe window (0: no dedupe), the queue depth
+    at which it is refused (0: none) and the fingerprint of what its signature covers, if
+    the source guards against replays (its mark is kept as long as the event's).
 
     The envelope is serialised here, when the event is handed over, not inside the
     batch commit: an envelope that cannot be stored fails its own request, never the
@@ -57,7 +58,7 @@ class Pending:
     __slots__ = ("data", "dedupe_ttl", "envelope", "max_depth", "replay")
 
     def __init__(
-        self, envelope: Envelope, dedupe_ttl: float, max_depth: int = 0, replay: str = ""
+        self, envelope: Envelope, dedupe_ttl: float, max_depth: int = 0, replay: bytes = b""
     ) -> None:
         self.envelope = envelope
         self.dedupe_ttl = dedupe_ttl
@@ -114,12 +115,14 @@ def _arguments(batch: Sequence[Pending]) -> tuple[list[str], list[Any], list[int
         ]
         for item in items:
             env = item.envelope
-            script_keys.append(keys.seen(env.source, env.id))
+            shard, field = digest(env.id)
+            script_keys.append(keys.marks(env.source))
+            window = int(marks_window(item.dedupe_ttl) * 1000)
+            args += [int(item.dedupe_ttl * 1000), window, shard, field]
             if item.replay:
-                script_keys.append(item.replay)
-                args += [int(item.dedupe_ttl * 1000), 1, item.data]
+                args += [1, *fingerprint_mark(item.replay), item.data]
             else:
-                args += [int(item.dedupe_ttl * 1000), 0, item.data]
+                args += [0, item.data]
         order += indexes
     args.append(JOB_FUNC)
     return script_keys, args, order

@@ -24,15 +24,16 @@ def rq_job(job_id: str) -> str:
     return f"{RQ_JOB_PREFIX}{job_id}"
 
 
-def seen(source: str, event_id: str) -> str:
-    """Receiver dedupe marker: set atomically with the job that carries the event."""
-    return f"{PREFIX}:seen:{source}:{event_id}"
+def marks(source: str) -> str:
+    """A source's compact dedupe marks: the meta hash of its time buckets, and the
+    prefix of their sub-hashes (:func:`marks_bucket`; ``lua/marks.lua``)."""
+    return f"{PREFIX}:marks:{source}"
 
 
-def replay(source: str, fingerprint: str) -> str:
-    """Receiver replay marker: a signed body accepted within the dedupe window (its
-    SHA-256, ``fingerprint``), whatever its event id; set atomically with the job."""
-    return f"{PREFIX}:replay:{source}:{fingerprint}"
+def marks_bucket(source: str, span_ms: int, bucket: int, generation: int, sub: int) -> str:
+    """One sub-hash of a time bucket of a source's marks (``lua/marks.lua`` builds the
+    same name from :func:`marks`): fields are digests of event ids, values states."""
+    return f"{marks(source)}:{span_ms}:{bucket}:{generation}:{sub}"
 
 
 def done(source: str, event_id: str) -> str:

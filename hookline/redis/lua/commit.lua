@@ -5,25 +5,28 @@
 -- KEYS[1]       RQ's set of queue keys (keys.RQ_QUEUES)
 -- then, per group:
 --   queue key (keys.rq_queue), job key (keys.rq_job),
---   then per event its dedupe key (keys.seen) and, if it has one, its replay key
---   (keys.replay)
+--   then per event its source's marks (keys.marks; marks.lua)
 -- ARGV[1]       created time, in RQ's format (jobs.rq_timestamp())
 -- ARGV[2]       number of groups
 -- then, per group:
 --   queue name, job id, max depth (0: none), event count, job timeout, description,
---   then per event: dedupe ttl in ms (0: no dedupe; a replay marker lives as long),
---   1 if a replay key follows its dedupe key (else 0), envelope (JSON)
+--   then per event: dedupe window in ms (0: no dedupe, and no replay guard), the marks'
+--   window in ms (marks.marks_window), the id's shard number and field (marks.digest),
+--   1 if a replay mark follows (else 0), [its shard number and field (marks.digest of the
+--   signed body's fingerprint)], envelope (JSON)
 -- ARGV[#ARGV]   the function jobs call (jobs.JOB_FUNC)
 --
 -- Returns one code per event, in the order of the groups: 0 enqueued, 1 duplicate,
 -- 2 queue full (at its max depth), 3 queue broken (its key is not a list), 4 replay
--- (its replay marker exists: the same signed body came under another event id).
+-- (its replay mark exists: the same signed body came under another event id).
 --
 -- Guarantees: everything is read and checked before anything is written, so a
--- refusal or an error leaves nothing behind; each job is written before the dedupe
--- markers that point at it, so there is never a marker without its job; an event seen
--- twice in one batch (by id, or by replay key) is enqueued once.
+-- refusal or an error leaves nothing behind; each job is written before the marks of
+-- its events, so there is never a mark without its job; an event seen twice in one
+-- batch (by id, or by signed body) is enqueued once. A mark is kept at least the dedupe
+-- window, and at most half the marks' window longer.
 -- @include write_job.lua
+-- @include marks.lua
 local now, ngroups = ARGV[1], tonumber(ARGV[2])
 local result, groups = {}, {}
 local k, a, n = 2, 3, 0
@@ -43,28 +46,32 @@ for g = 1, ngroups do
   end
   local kept, marks = {}, {}
   for e = 1, count do
-    local skey, ttl, env = KEYS[k], tonumber(ARGV[a]), ARGV[a + 2]
-    local rkey = nil
-    if ARGV[a + 1] == '1' then
-      rkey = KEYS[k + 1]
-      k = k + 1
+    local meta, within, window = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+    local shard, field = tonumber(ARGV[a + 2]), ARGV[a + 3]
+    local rshard, rfield = nil, nil
+    if ARGV[a + 4] == '1' then
+      rshard, rfield = tonumber(ARGV[a + 5]), ARGV[a + 6]
+      a = a + 2
     end
-    k, a, n = k + 1, a + 3, n + 1
+    local env = ARGV[a + 5]
+    k, a, n = k + 1, a + 6, n + 1
+    local once, ronce = meta .. '|' .. field, rfield and meta .. '|' .. rfield
     if verdict then
       result[n] = verdict
-    elseif ttl > 0 and (batch_seen[skey] or redis.call('EXISTS', skey) == 1) then
+    elseif within > 0 and (batch_seen[once] or marks_find(meta, window, within, shard, field)) then
       result[n] = 1
-    elseif rkey and (batch_seen[rkey] or redis.call('EXISTS', rkey) == 1) then
+    elseif within > 0 and rfield and
+        (batch_seen[ronce] or marks_find(meta, window, within, rshard, rfield)) then
       result[n] = 4
     else
       result[n] = 0
       kept[#kept + 1] = env
-      if ttl > 0 then
-        batch_seen[skey] = true
-        marks[#marks + 1] = {skey, ttl}
-        if rkey then
-          batch_seen[rkey] = true
-          marks[#marks + 1] = {rkey, ttl}
+      if within > 0 then
+        batch_seen[once] = true
+        marks[#marks + 1] = {meta, window, shard, field}
+        if rfield then
+          batch_seen[ronce] = true
+          marks[#marks + 1] = {meta, window, rshard, rfield}
         end
       end
     end
@@ -77,7 +84,8 @@ for _, grp in ipairs(groups) do
   local qkey, jkey, qname, jid, timeout, descr, kept, marks = unpack(grp)
   write_job(KEYS[1], qkey, jkey, qname, jid, now, timeout, descr, ARGV[#ARGV], kept, false)
   for _, m in ipairs(marks) do
-    redis.call('SET', m[1], jid, 'PX', m[2])
+    marks_set(m[1], m[2], m[3], m[4], '1')
   end
 end
+marks_flush()
 return result

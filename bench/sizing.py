@@ -1,4 +1,4 @@
-"""Redis bytes per event: queued (at 1 and 16 events per job) and retained once processed.
+"""What one event costs Redis: bytes queued and retained, and Redis CPU to commit and run it.
 
 For each batch size it empties a private redis-server, commits ``--events`` Stripe-shaped
 envelopes (the receiver's own commit, ``--batch`` events per job) and reads Redis's
@@ -8,15 +8,22 @@ reads it again. Per event:
 
   queued    = (used after the commit - used before) / events
   retained  = (used after processing - used before) / events
+  commit    = Redis CPU seconds (user + system) during the commit / events, in µs
+  process   = Redis CPU seconds while the worker runs them / events, in µs
 
 ``retained`` is what each processed event costs for the whole dedupe window (its
-dedupe and done state). Both are reported against the body's size.
+dedupe and done state), as a steady source pays it: the marks' bucket opens sized from
+the count a previous bucket of the same traffic would have left. Bytes are reported
+against the body's size. The CPU figures are those of the Redis process alone
+(``/proc``; Linux), what sizing a shard needs: one Redis core carries about
+1e6 / (commit + process) events a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -27,13 +34,16 @@ from typing import Any
 import redis
 
 from bench import BenchError
+from bench.cpu import process_seconds
 from bench.pool import write_pool
 from bench.receiver import revision, save_results
 from bench.worker import SignedEvent, enqueue_hookline, signed_events
 from bench.worker_handlers import NOOP_SOURCE
+from hookline.config.defaults import DEFAULT_DEDUPE_WINDOW
 from hookline.config.settings import parse_settings
 from hookline.redis import keys
 from hookline.redis.embedded import EmbeddedRedis
+from hookline.redis.marks import BUCKETS_PER_WINDOW, marks_window
 from hookline.workers.worker import Worker
 
 #: Targets of issue 14: queued bytes ÷ body at 16 and at 1 event per job; retained bytes.
@@ -51,8 +61,18 @@ def _settle(client: redis.Redis) -> int:
     return _used(client)
 
 
+def _steady(client: redis.Redis, events: int) -> None:
+    """Leave the count a previous bucket of marks would have left for ``events`` events,
+    so that the marks' bucket opens sized for them, as a steady source's does (a fresh
+    Redis's first bucket grows generations of sub-hashes instead: a burst)."""
+    seconds, micros = client.time()
+    span = math.ceil(marks_window(DEFAULT_DEDUPE_WINDOW) * 1000 / BUCKETS_PER_WINDOW)
+    current = (seconds * 1000 + micros // 1000) // span
+    client.hset(keys.marks(NOOP_SOURCE), f"{span}:{current - 1}:n", events)
+
+
 def measure(
-    client: redis.Redis, url: str, events: Sequence[SignedEvent], batch: int
+    client: redis.Redis, url: str, pid: int, events: Sequence[SignedEvent], batch: int
 ) -> dict[str, Any]:
     """Queue ``events`` ``batch`` per job, process them, and say what each cost."""
     client.flushall()
@@ -68,10 +88,15 @@ def measure(
     enqueue_hookline(client, events[:1], 1)
     Worker(settings, url, burst=True).run()
     client.flushall()
+    _steady(client, len(events))
     before = _settle(client)
+    cpu = process_seconds(pid)
     jobs = enqueue_hookline(client, events, batch)
+    commit_cpu = process_seconds(pid) - cpu
     queued = _settle(client) - before
+    cpu = process_seconds(pid)
     Worker(settings, url, burst=True).run()
+    process_cpu = process_seconds(pid) - cpu
     if client.llen(keys.rq_queue("hookline")) or client.zcard(keys.retries()):
         raise BenchError("the worker left events unprocessed")
     retained = _settle(client) - before
@@ -86,6 +111,8 @@ def measure(
         "queued_ratio": round(queued / count / body, 3),
         "retained_bytes_per_event": round(retained / count, 1),
         "retained_keys": int(client.dbsize()),
+        "commit_redis_us_per_event": round(commit_cpu * 1e6 / count, 1),
+        "process_redis_us_per_event": round(process_cpu * 1e6 / count, 1),
     }
 
 
@@ -96,12 +123,13 @@ def table(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
         f"{results[0]['body_bytes']:.0f} body bytes; revision {settings['revision']}",
         "",
         f"{'events/job':>10}{'queued B/event':>16}{'÷ body':>8}{'retained B/event':>18}"
-        f"{'keys left':>11}",
+        f"{'keys left':>11}{'Redis µs: commit':>18}{'process':>9}",
     ]
     for r in results:
         lines.append(
             f"{r['batch']:>10}{r['queued_bytes_per_event']:>16,.0f}{r['queued_ratio']:>8.2f}"
             f"{r['retained_bytes_per_event']:>18,.1f}{r['retained_keys']:>11,}"
+            f"{r['commit_redis_us_per_event']:>18.1f}{r['process_redis_us_per_event']:>9.1f}"
         )
     lines.append(
         f"targets: queued ÷ body <= {TARGETS['queued_ratio_16']} at 16/job, "
@@ -112,7 +140,11 @@ def table(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark; 0 when every event was processed."""
-    parser = argparse.ArgumentParser(prog="./run bench memory", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="./run bench sizing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--events", type=int, default=20_000, help="events per run (20000)")
     parser.add_argument("--batches", default="1,16", help="events per job to measure (1,16)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -125,17 +157,19 @@ def main(argv: Sequence[str]) -> int:
         pool = write_pool(Path(tmp) / "pool", tag="mem", threads=1, per_thread=args.events)
         events = signed_events(pool)
         with EmbeddedRedis(Path(tmp) / "redis") as server:
+            assert server.process is not None  # started by entering
+            pid = server.process.pid
             client = redis.Redis.from_url(server.url)
             try:
-                results = [measure(client, server.url, events, batch) for batch in batches]
+                results = [measure(client, server.url, pid, events, b) for b in batches]
             finally:
                 client.close()
     settings = {"events": args.events, "revision": revision()}
-    document = {"benchmark": "memory", "settings": settings, "results": results}
+    document = {"benchmark": "sizing", "settings": settings, "results": results}
     document["targets"] = TARGETS
     print(json.dumps(document, indent=2) if args.json else table(results, settings))
     if not args.no_save:
-        save_results(document, "memory")
+        save_results(document, "sizing")
     return 0
 
 
