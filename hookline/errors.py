@@ -80,6 +80,11 @@ class ReplicationError(HooklineError):
     """Raised when fewer replicas than required confirmed a commit in time."""
 
 
+class RedisModeError(HooklineError):
+    """Raised when redis.url names one node of a Redis Cluster, which a plain URL cannot
+    use (the message says which server, its password masked)."""
+
+
 class EmbeddedRedisError(HooklineError):
     """Raised when no redis-server binary can be found or started for the embedded default."""
 

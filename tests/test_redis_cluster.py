@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import pytest
 import redis
 
 from tests.cluster import RedisCluster
+from tests.live import one_error_line, run
 from tests.worker_support import wait_for
 
 
@@ -56,3 +58,43 @@ class TestClusterFixture:
         with contextlib.closing(cluster.client(cluster.replica_of(owning))) as node:
             node.readonly()
             wait_for(lambda: node.get("fixture:probe") == "1", timeout=5, what="the replica")
+
+
+def _config(tmp_path: Path, url: str) -> Path:
+    config = tmp_path / "hookline.toml"
+    config.write_text(
+        f'[redis]\nurl = "{url}"\n[console]\ntoken = "{"t" * 32}"\n'
+        '[sources.s]\nscheme = "hmac"\nsecrets = ["s"]\nsignature_header = "X-Sig"\n'
+    )
+    return config
+
+
+class TestClusterNodeBehindAPlainUrl:
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["serve", "--port", "0"],
+            ["serve", "--port", "0", "-n", "2"],
+            ["work", "--burst"],
+            ["console", "--port", "0"],
+            ["dlq", "stats"],
+        ],
+        ids=lambda argv: " ".join(argv),
+    )
+    def test_a_command_refuses_it_at_start_up_with_one_line(
+        self, cluster: RedisCluster, tmp_path: Path, command: list[str]
+    ) -> None:
+        """A redis:// URL naming one node of a Redis Cluster stops the command before it
+        starts: one line saying the URL is a cluster node (password masked), exit 1."""
+        url = f"redis://:hush@127.0.0.1:{cluster.primaries()[0].port}/0"
+        done = run(*command, "--config", str(_config(tmp_path, url)), timeout=60)
+        line = one_error_line(done)
+        assert "is a node of a Redis Cluster" in line, line
+        assert "hush" not in done.stdout + done.stderr
+
+    def test_check_reports_it_as_an_error(self, cluster: RedisCluster, tmp_path: Path) -> None:
+        """`hookline check` names the cluster node as an error and exits 1."""
+        url = f"redis://127.0.0.1:{cluster.primaries()[0].port}/0"
+        done = run("check", "--config", str(_config(tmp_path, url)), timeout=60)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "is a node of a Redis Cluster" in done.stdout

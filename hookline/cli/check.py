@@ -26,9 +26,15 @@ from hookline.config.settings import (
     load_settings,
     parse_settings,
 )
-from hookline.errors import ConfigError, HooklineError, RedisUrlError
+from hookline.errors import ConfigError, HooklineError, RedisModeError, RedisUrlError
 from hookline.ingest.sources import prepare_source
-from hookline.redis.connection import MASK, failure_reason, mask_url, sync_client
+from hookline.redis.connection import (
+    MASK,
+    failure_reason,
+    mask_url,
+    refuse_cluster_node,
+    sync_client,
+)
 from hookline.terminal import safe
 
 Level = Literal["error", "warning", "info", "ok"]
@@ -275,12 +281,15 @@ def check_redis(url: str | None) -> list[Finding]:
             server = client.info("server")
             memory = client.info("memory")
             persistence = client.info("persistence")
+            refuse_cluster_node(client.info("cluster"), url)
         except redis.AuthenticationError as exc:
             reason = _scrub(str(exc), url)
             return [Finding("error", f"Redis at {shown} refused the credentials: {reason}")]
         except redis.RedisError as exc:
             reason = _scrub(failure_reason(exc), url)
             return [Finding("error", f"Redis at {shown} is unreachable: {reason}")]
+        except RedisModeError as exc:
+            return [Finding("error", str(exc))]
         save = _config_get(client, "save")
         appendfsync = _config_get(client, "appendfsync")
     findings = [Finding("ok", f"Redis at {shown} answers (Redis {server.get('redis_version')})")]

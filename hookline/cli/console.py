@@ -34,6 +34,7 @@ def console(
     browser, or send it as `Authorization: Bearer TOKEN`.
     """
     from hookline.console.app import serve_console
+    from hookline.redis.connection import check_server
 
     if config_path is None:
         raise click.ClickException(NO_CONFIG)
@@ -46,6 +47,8 @@ def console(
                 f"link, or console.token in {DEV_CONFIG_FILE}); --port PORT for another"
             )
         configure_logging(log_level, log_format)
+        if settings.redis_url:
+            check_server(settings.redis_url)
         key = "console.port" if port is None else "--port"
         serve_console(settings, host=host, port=port, port_key=key)
     except HooklineError as exc:

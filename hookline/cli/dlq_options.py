@@ -19,8 +19,13 @@ from hookline.config.settings import CONFIG_ENV, REDIS_URL_ENV, load_settings
 from hookline.dlq import ops
 from hookline.dlq.search import Filter
 from hookline.dlq.store import DeadLetters
-from hookline.errors import FilterError, HooklineError, RedisUrlError
-from hookline.redis.connection import failure_reason, mask_url, sync_client
+from hookline.errors import FilterError, HooklineError, RedisModeError, RedisUrlError
+from hookline.redis.connection import (
+    failure_reason,
+    mask_url,
+    refuse_cluster_node,
+    sync_client,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,7 +127,7 @@ def session(config_path: str | None) -> Iterator[DeadLetters]:
     except RedisUrlError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        client.ping()
+        refuse_cluster_node(client.info("cluster"), url)
         yield DeadLetters(client)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise click.ClickException(
@@ -133,5 +138,7 @@ def session(config_path: str | None) -> Iterator[DeadLetters]:
     except redis.RedisError as exc:
         reason = str(exc).replace(url, mask_url(url))
         raise click.ClickException(f"Redis answered with an error: {reason}") from None
+    except RedisModeError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         client.close()

@@ -171,6 +171,7 @@ def work(
     log_format: str,
 ) -> None:
     """Run worker processes under a supervisor that restarts any that die."""
+    from hookline.redis.connection import check_server
     from hookline.workers.handlers import load_router
     from hookline.workers.supervisor import Supervisor
 
@@ -183,6 +184,7 @@ def work(
     handlers_importable_from_here()
     try:
         load_router(settings.workers.handlers)  # fail here, once, not in every child
+        check_server(settings.redis_url)
     except HooklineError as exc:
         raise click.ClickException(str(exc)) from None
     supervisor = Supervisor(

@@ -41,6 +41,7 @@ from hookline.ingest.snapshots import SnapshotWriter, SummedCollector, snapshot_
 from hookline.listen import listen
 from hookline.logs import LogLine
 from hookline.metrics import serve_metrics
+from hookline.redis.connection import check_server
 from hookline.supervise import ProcessGroup
 
 log = structlog.get_logger("hookline.ingest")
@@ -209,7 +210,10 @@ def serve_processes(
 
     Raises:
         ListenError: when the address cannot be bound.
+        RedisModeError: when redis.url names a Redis Cluster node.
     """
+    if settings.redis_url:
+        check_server(settings.redis_url)
     count = processes or settings.server.processes
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -16,7 +17,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.connection import parse_url
 from redis.sentinel import MasterNotFoundError, Sentinel
 
-from hookline.errors import RedisUrlError
+from hookline.errors import RedisModeError, RedisUrlError
 
 #: URL scheme naming a Sentinel group instead of one server.
 SENTINEL_SCHEME = "redis+sentinel"
@@ -216,3 +217,38 @@ def failure_reason(exc: BaseException) -> str:
 def as_str(value: object) -> str:
     """A Redis reply (bytes with the default client) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def refuse_cluster_node(cluster_info: Mapping[str, Any], url: str) -> None:
+    """Refuse a server whose ``INFO cluster`` says it is a Redis Cluster node.
+
+    Through a plain URL only the slots of that one node would work; commands on the
+    other keys answer ``MOVED``, a failure far from its cause.
+
+    Raises:
+        RedisModeError: when ``cluster_enabled`` is set.
+    """
+    if int(cluster_info.get("cluster_enabled", 0)):
+        raise RedisModeError(
+            f"redis.url ({mask_url(url)}) is a node of a Redis Cluster: hookline needs one "
+            "server (redis://, rediss://, unix://) or a Sentinel group (redis+sentinel://); "
+            "it cannot use a Redis Cluster"
+        )
+
+
+def check_server(url: str) -> None:
+    """At start-up: refuse a Redis Cluster node (:func:`refuse_cluster_node`). A server
+    that does not answer is left to the caller's own handling (the receiver starts not
+    ready, workers retry).
+
+    Raises:
+        RedisModeError: when ``url`` names a Redis Cluster node.
+    """
+    client = sync_client(url)
+    try:
+        info = client.info("cluster")
+    except redis.RedisError:
+        return
+    finally:
+        client.close()
+    refuse_cluster_node(info, url)
