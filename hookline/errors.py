@@ -81,8 +81,7 @@ class ReplicationError(HooklineError):
 
 
 class RedisModeError(HooklineError):
-    """Raised when redis.url names one node of a Redis Cluster, which a plain URL cannot
-    use (the message says which server, its password masked)."""
+    """Raised when redis.url names one node of a Redis Cluster (a plain URL cannot use it)."""
 
 
 class EmbeddedRedisError(HooklineError):
