@@ -67,10 +67,12 @@ class Locator:
     def __str__(self) -> str:
         return self.text
 
-    def find(self, body: Any) -> Any:
+    def find(self, body: Any, root_keys: list[str] | None = None) -> Any:
         """The value at this locator's path in a parsed ``body``, or ``None``.
 
-        ``body`` is a dict (orjson, forms) or a :class:`simdjson.Object`.
+        ``body`` is a dict (orjson, forms) or a :class:`simdjson.Object`; ``root_keys``,
+        if given, the keys of a simdjson ``body`` (duplicates included), read once for
+        every locator of a request.
 
         Raises:
             ExtractionError: when a simdjson object on the path holds the key twice.
@@ -78,7 +80,8 @@ class Locator:
         value = body
         for key in self.path:
             if type(value) is _LazyObject:
-                if sum(1 for name in value if name == key) > 1:  # iterates every key
+                names = root_keys if value is body and root_keys is not None else list(value)
+                if names.count(key) > 1:
                     raise ExtractionError(
                         f"the body repeats the key {key!r} in one object on the way to "
                         f"{self.text} (which of its values is meant is unclear); send it once"
@@ -106,7 +109,7 @@ def locators(texts: Sequence[str]) -> tuple[Locator, ...]:
 class RequestFields:
     """Lazily parsed view of a request for locators."""
 
-    __slots__ = ("_body", "_headers", "_lazy", "_not_json", "_parsed")
+    __slots__ = ("_body", "_headers", "_lazy", "_not_json", "_parsed", "_root_keys")
 
     def __init__(self, headers: Mapping[str, str], body: bytes) -> None:
         self._headers = headers
@@ -115,6 +118,8 @@ class RequestFields:
         self._lazy: Any = _UNREAD
         #: The body turned out to be neither JSON nor a form.
         self._not_json = False
+        #: The keys of a JSON body's top-level object, read once (see Locator.find).
+        self._root_keys: list[str] | None = None
 
     def body(self) -> Any:
         """The body as JSON, else as a form (first value of each field), else ``{}``."""
@@ -148,7 +153,13 @@ class RequestFields:
         if locator.header is not None:
             value: Any = self._headers.get(locator.header)
         else:
-            value = locator.find(self._document())
+            document = self._document()
+            if type(document) is _LazyObject:
+                if self._root_keys is None:
+                    self._root_keys = list(document)
+                value = locator.find(document, self._root_keys)
+            else:
+                value = locator.find(document)
         if isinstance(value, str):
             return value.strip() or None
         if isinstance(value, int) and not isinstance(value, bool):
